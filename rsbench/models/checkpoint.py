@@ -1,0 +1,95 @@
+"""Reading released checkpoints and loading them into backbones, with a report of what matched.
+
+Formats handled by :func:`read_state_dict`: a dict with ``state_dict`` or ``model`` (the MTP
+release saves ``{'epoch', 'iteration', 'state_dict', 'optimizer', ...}``), or a raw state dict;
+``module.`` prefixes (DDP) are stripped. Architecture-specific rules (prefix selection,
+position-embedding interpolation) live with each backbone and call these helpers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+
+from rsbench.errors import WeightsError
+
+
+@dataclass
+class LoadReport:
+    path: str
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    resized: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.path}: loaded {len(self.loaded)} tensors, resized {len(self.resized)}, "
+            f"missing {len(self.missing)}, unexpected {len(self.unexpected)}"
+        )
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint file, whatever wrapper it was saved in."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"checkpoint {path} does not exist")
+    try:
+        ckpt: Any = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 — re-raised naming the file
+        raise WeightsError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
+    if isinstance(ckpt, Mapping):
+        for key in ("state_dict", "model"):
+            if key in ckpt and isinstance(ckpt[key], Mapping):
+                ckpt = ckpt[key]
+                break
+    if not isinstance(ckpt, Mapping) or not all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        raise WeightsError(f"{path} holds no state dict (expected a dict of tensors, or one under 'state_dict'/'model')")
+    return {strip_prefix(k, "module."): v for k, v in ckpt.items()}
+
+
+def strip_prefix(key: str, prefix: str) -> str:
+    return key[len(prefix):] if key.startswith(prefix) else key
+
+
+def load_state_dict_checked(
+    model: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    path: str,
+    allow_missing: bool = False,
+    ignore_missing: tuple[str, ...] = (),
+) -> LoadReport:
+    """``load_state_dict(strict=False)`` that raises on missing keys unless allowed.
+
+    Shape mismatches are reported as an error naming the key and both shapes rather than
+    torch's long RuntimeError. ``ignore_missing`` lists key substrings that may be absent
+    (buffers that the model recomputes, for instance).
+    """
+    own = model.state_dict()
+    bad = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in state_dict.items()
+        if k in own and tuple(v.shape) != tuple(own[k].shape)
+    ]
+    if bad:
+        raise WeightsError(f"{path}: {len(bad)} tensors do not fit the model: " + "; ".join(bad[:8]))
+    result = model.load_state_dict(dict(state_dict), strict=False)
+    missing = [k for k in result.missing_keys if not any(s in k for s in ignore_missing)]
+    report = LoadReport(
+        path=str(path),
+        loaded=[k for k in state_dict if k in own],
+        missing=missing,
+        unexpected=list(result.unexpected_keys),
+    )
+    if missing and not allow_missing:
+        raise WeightsError(
+            f"{path}: {len(missing)} backbone parameters are not in the checkpoint, e.g. "
+            f"{missing[:6]}. Is it the right file for this backbone? (allow with "
+            "backbone.allow_missing=true)"
+        )
+    return report
