@@ -32,6 +32,8 @@ class TimmBackbone(nn.Module):
         pretrained: str | None = None,
         out_indices: list[int] | None = None,
         drop_path_rate: float = 0.0,
+        allow_missing: bool = False,
+        weights_dir: str | None = None,
         **kw: Any,
     ) -> None:
         super().__init__()
@@ -56,7 +58,10 @@ class TimmBackbone(nn.Module):
         self._layer_map = _layer_map(self.model)
         self.num_layer_ids = max(self._layer_map.values(), default=0) + 2
         if pretrained:
-            load_timm_weights(self.model, pretrained)
+            from rsbench.models.weights import resolve_weights
+
+            path = resolve_weights(model_name, pretrained, weights_dir)
+            load_timm_weights(self.model, path, allow_missing=allow_missing)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = self.model.forward_intermediates(x, indices=self.out_indices, intermediates_only=True)
@@ -82,7 +87,7 @@ def _layer_map(model: nn.Module) -> dict[str, int]:
     return out
 
 
-def load_timm_weights(model: nn.Module, path: str | Path) -> None:
+def load_timm_weights(model: nn.Module, path: str | Path, *, allow_missing: bool = False) -> None:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(
@@ -107,7 +112,7 @@ def load_timm_weights(model: nn.Module, path: str | Path) -> None:
     sd = {k: v for k, v in sd.items() if not k.startswith(head)}
     missing, unexpected = model.load_state_dict(sd, strict=False)
     missing = [k for k in missing if not k.startswith(head)]
-    if missing:
+    if missing and not allow_missing:
         raise WeightsError(
             f"{path}: {len(missing)} backbone parameters missing from the checkpoint, e.g. {missing[:5]}"
         )

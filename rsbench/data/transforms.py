@@ -1,0 +1,103 @@
+"""Per-task augmentation pipelines of the paper's recipes, applied to whole sample dicts.
+
+Classification (MMPretrain recipe, mtp_recipes.md §2.1): RandomResizedCrop (bicubic) → HFlip →
+RandAugment (timm "increasing" policy, 2 ops, magnitude 9, std 0.5) → RandomErasing (p 0.25,
+random pixels); test: resize the short side to img/0.875 (256 for 224) → CenterCrop. For 8-bit
+RGB this is timm's ``create_transform``, the same code MMPretrain's RandAugment was ported from.
+For multispectral rasters (RandAugment's colour ops are undefined past 3 bands) the geometric
+part runs on tensors with torchvision and RandAugment is left out.
+
+Segmentation and change detection pipelines use albumentations (image, mask and the second
+date transformed together); they are registered by the task modules that use them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+from PIL import Image
+from torchvision.transforms import v2 as T
+
+def _posterize_zero_bits_ok(img, bits_to_keep, **__):
+    """timm/MMCV posterize, where keeping 0 bits gives a black image; recent Pillow rejects 0."""
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    from PIL import ImageOps
+
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def _patch_timm_posterize() -> None:
+    from timm.data import auto_augment
+
+    for name in ("Posterize", "PosterizeIncreasing", "PosterizeOriginal"):
+        if auto_augment.NAME_TO_OP.get(name) is auto_augment.posterize:
+            auto_augment.NAME_TO_OP[name] = _posterize_zero_bits_ok
+
+
+_patch_timm_posterize()
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+EVAL_CROP_PCT = 224 / 256
+
+
+class ClsTransform:
+    """``sample['image']`` (C,H,W uint8/int) → normalised float (C,img,img); label untouched."""
+
+    def __init__(self, *, train: bool, img_size: int, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None, in_chans: int = 3, scale_to_unit: float = 255.0,
+                 randaugment: str | None = "rand-m9-n2-mstd0.5-inc1", random_erasing: float = 0.25,
+                 crop_pct: float = EVAL_CROP_PCT) -> None:
+        self.rgb = in_chans == 3 and scale_to_unit == 255.0
+        mean = tuple(mean) if mean is not None else IMAGENET_MEAN
+        std = tuple(std) if std is not None else IMAGENET_STD
+        if self.rgb:
+            from timm.data import create_transform
+
+            self.tf = create_transform(
+                input_size=img_size, is_training=train, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                hflip=0.5, vflip=0.0, auto_augment=randaugment if train else None,
+                interpolation="bicubic", re_prob=random_erasing if train else 0.0, re_mode="pixel",
+                re_count=1, mean=mean, std=std, crop_pct=crop_pct,
+            )
+        else:
+            norm = T.Normalize(mean=list(mean), std=list(std))
+            to_float = T.Lambda(lambda x: x.to(torch.float32) / scale_to_unit)
+            if train:
+                ops: list[Callable] = [
+                    to_float,
+                    T.RandomResizedCrop(img_size, scale=(0.08, 1.0), interpolation=T.InterpolationMode.BICUBIC, antialias=True),
+                    T.RandomHorizontalFlip(0.5),
+                    norm,
+                ]
+                if random_erasing:
+                    ops.append(T.RandomErasing(p=random_erasing, value="random"))
+            else:
+                ops = [
+                    to_float,
+                    T.Resize(int(round(img_size / crop_pct)), interpolation=T.InterpolationMode.BICUBIC, antialias=True),
+                    T.CenterCrop(img_size),
+                    norm,
+                ]
+            self.tf = T.Compose(ops)
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        img = sample["image"]
+        if self.rgb:
+            img = Image.fromarray(img.permute(1, 2, 0).contiguous().numpy())
+        sample = dict(sample)
+        sample["image"] = self.tf(img)
+        return sample
+
+
+def build_cls_transforms(*, img_size: int, in_chans: int, mean, std, scale_to_unit: float,
+                         train_aug: bool = True, **kw: Any) -> dict[str, Callable]:
+    common = dict(img_size=img_size, mean=mean, std=std, in_chans=in_chans, scale_to_unit=scale_to_unit)
+    return {
+        "train": ClsTransform(train=train_aug, **common, **kw),
+        "eval": ClsTransform(train=False, **common),
+    }

@@ -1,0 +1,1 @@
+"""One LightningModule per task; shared optimiser and schedule in :mod:`rsbench.tasks.base`."""
