@@ -152,7 +152,8 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         model = instantiate(
             cfg.task.module,
             backbone={"name": c.backbone.name, "pretrained": str(weights) if weights else None,
-                      "allow_missing": c.backbone.allow_missing, "kwargs": dict(c.backbone.kwargs or {})},
+                      "allow_missing": c.backbone.allow_missing, "kwargs": dict(c.backbone.kwargs or {}),
+                      "variant": c.task.get("backbone_variant")},
             num_classes=c.dataset.num_classes, class_names=list(getattr(dm.raw["train"], "classes", []) or []),
             optim=dict(c.optim), sched=dict(c.sched), img_size=c.data.img_size, in_chans=c.dataset.in_chans,
             run_dir=str(run_dir), eval_cfg=dict(c.eval), **dict(c.task.get("kwargs") or {}),
@@ -160,7 +161,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         )
         logger = instantiate(cfg.logger) if cfg.logger.get("_target_") else False
         ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
-                               every_n_epochs=1, save_on_train_epoch_end=True)
+                               **dict(c.checkpoint))
         trainer = instantiate(cfg.trainer, callbacks=[stats_cb, ckpt], logger=logger, default_root_dir=str(run_dir))
         trainer.fit(model, datamodule=dm, ckpt_path=resume)
         trainer.test(model, datamodule=dm, verbose=False)

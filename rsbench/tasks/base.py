@@ -26,6 +26,7 @@ class BaseTask(L.LightningModule):
         self.backbone = build_backbone(
             bb["name"], img_size=img_size, in_chans=in_chans, pretrained=bb.get("pretrained"),
             **({"allow_missing": bb.get("allow_missing", False)} if bb.get("pretrained") else {}),
+            **({"variant": bb["variant"]} if bb.get("variant") else {}),
             **dict(bb.get("kwargs") or {}),
         )
         if getattr(self.backbone, "load_report", None) is not None:

@@ -21,7 +21,11 @@ from rsbench.models.registry import BACKBONES
 
 
 class TimmBackbone(nn.Module):
-    """Wraps a timm model; forward gives the maps at ``out_indices`` (default: the last 4)."""
+    """Wraps a timm model; forward gives the maps at ``out_indices`` (default: the last 4).
+
+    ``variant`` (the task's wish for a pyramid or raw maps) is accepted and ignored: timm
+    convnets give a 4–32 pyramid and timm ViTs their stride-16 maps either way.
+    """
 
     def __init__(
         self,
@@ -34,6 +38,7 @@ class TimmBackbone(nn.Module):
         drop_path_rate: float = 0.0,
         allow_missing: bool = False,
         weights_dir: str | None = None,
+        variant: str | None = None,
         **kw: Any,
     ) -> None:
         super().__init__()
