@@ -25,11 +25,14 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     resized: list[str] = field(default_factory=list)
+    # checkpoint keys the backbone knows and deliberately does not use (e.g. the final ``norm`` of
+    # an MTP encoder, which no finetuning variant applies); neither loaded nor unexpected
+    ignored: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
             f"{self.path}: loaded {len(self.loaded)} tensors, resized {len(self.resized)}, "
-            f"missing {len(self.missing)}, unexpected {len(self.unexpected)}"
+            f"missing {len(self.missing)}, unexpected {len(self.unexpected)}, ignored {len(self.ignored)}"
         )
 
 
