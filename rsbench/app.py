@@ -44,6 +44,18 @@ def validate(cfg: DictConfig) -> None:
         )
 
 
+def check_backbone(name: str) -> None:
+    import timm
+
+    from rsbench.models import BACKBONES
+
+    if name not in BACKBONES and name not in timm.list_models():
+        raise ConfigError(
+            f"unknown backbone {name!r}: rsbench backbones are {', '.join(BACKBONES.names())}; "
+            "any timm model name also works with backbone=timm backbone.name=<name>"
+        )
+
+
 def _label(cfg: DictConfig) -> str:
     return f"{cfg.task.name}/{cfg.dataset.name}/{cfg.backbone.name} tag={cfg.tag} seed={cfg.seed}"
 
@@ -91,6 +103,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
 
     validate(cfg)
     resolved = _resolve(cfg)
+    check_backbone(resolved["backbone"]["name"])
     c = OmegaConf.create(resolved)
     pretrained = c.backbone.pretrained
     identity = {

@@ -29,6 +29,8 @@ def _wandb_offline() -> bool:
 
 
 def register_resolvers() -> None:
-    for name, fn in (("rsbench_precision", _precision), ("rsbench_wandb_offline", _wandb_offline)):
+    resolvers = (("rsbench_precision", _precision), ("rsbench_wandb_offline", _wandb_offline),
+                 ("rsbench_cwd", os.getcwd))
+    for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

@@ -1,0 +1,135 @@
+"""``python -m rsbench`` end to end on sample data: fit + test, records, sweeps, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY, run_rsbench
+
+pytestmark = pytest.mark.slow
+
+
+def _record(tmp: Path, task: str, dataset: str, backbone: str, run_id: str) -> dict:
+    return json.loads((tmp / "results" / "runs" / task / dataset / backbone / run_id / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("dataset,extra", [
+    ("eurosat", []),
+    ("eurosat_ms", []),
+    ("resisc45", ["dataset.kwargs.split_dir=${dataset.root}/splits"]),
+])
+def test_fit_and_test_each_dataset(tmp_path, samples, dataset, extra):
+    root = samples(dataset)
+    proc = run_rsbench(["task=cls", f"dataset={dataset}", "backbone=resnet18", f"dataset.root={root}", *TINY, *extra], tmp_path)
+    rec = _record(tmp_path, "cls", dataset, "resnet18", "default-s0")
+    assert rec["status"] == "ok" and rec["metric"] == "OA"
+    m = rec["metrics"]
+    assert 0.0 <= m["OA"] <= 100.0
+    assert len(m["per_class"]["accuracy"]) == (45 if dataset == "resisc45" else 10)
+    cm = m["confusion_matrix"]
+    assert m["num_test_samples"] == sum(map(sum, cm)) > 0
+    assert abs(sum(cm[i][i] for i in range(len(cm))) / m["num_test_samples"] * 100 - m["OA"]) < 1e-4
+    assert rec["epochs"] == 1 and rec["train_images_per_s"] > 0 and rec["peak_memory_mb"] > 0
+    assert rec["precision"] == "32-true" and rec["accelerator"] == "CPUAccelerator"
+    run_dir = Path(rec["run_dir"])
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    env = json.loads((run_dir / "env.json").read_text())
+    assert env["packages"]["torch"] and "cpu_count" in env["hardware"]
+    assert "leaderboard:" in proc.stdout
+    if dataset == "eurosat_ms":
+        import yaml
+
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert cfg["dataset"]["in_chans"] == 13
+
+
+def test_task_follows_dataset_and_finished_run_is_skipped(tmp_path, samples):
+    args = ["dataset=eurosat", "backbone=resnet18", f"dataset.root={samples('eurosat')}", *TINY]
+    run_rsbench(args, tmp_path)  # no task=: the dataset implies cls
+    again = run_rsbench(args, tmp_path)
+    assert "already finished" in again.stdout
+    changed = run_rsbench(args + ["optim.lr=1e-2"], tmp_path, check=False)
+    assert changed.returncode == 2 and "different config" in changed.stdout + changed.stderr
+    tagged = run_rsbench(args + ["optim.lr=1e-2", "tag=lr1e-2"], tmp_path)
+    assert _record(tmp_path, "cls", "eurosat", "resnet18", "lr1e-2-s0")["status"] == "ok"
+
+
+def test_multirun_two_seeds_and_a_failing_run(tmp_path, samples):
+    root = samples("eurosat")
+    proc = run_rsbench(["-m", "dataset=eurosat", "backbone=timm", "backbone.name=resnet18,not_a_timm_model", "seed=0,1",
+                        f"dataset.root={root}", *TINY], tmp_path, check=False)
+    # the two resnet18 runs finish although the other backbone fails
+    assert proc.returncode == 1
+    assert "2 run(s) did not finish" in proc.stderr and "unknown backbone 'not_a_timm_model'" in proc.stderr
+    for seed in (0, 1):
+        assert _record(tmp_path, "cls", "eurosat", "resnet18", f"default-s{seed}")["status"] == "ok"
+    board = (tmp_path / "results" / "leaderboard.md").read_text()
+    assert "| cls | eurosat | resnet18 | none | default | OA |" in board and "| 2 (0,1) |" in board
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "results" / "leaderboard.csv")
+    row = df[(df.backbone == "resnet18")].iloc[0]
+    assert row["n_runs"] == 2 and row["std"] == row["std"]  # std defined for 2 seeds
+
+
+def test_crash_after_start_leaves_failed_record(tmp_path, samples):
+    proc = run_rsbench(["dataset=eurosat", "backbone=resnet18", f"dataset.root={samples('eurosat')}", *TINY,
+                        "+trainer.max_time=not-a-duration"], tmp_path, check=False)
+    assert proc.returncode != 0
+    rec = _record(tmp_path, "cls", "eurosat", "resnet18", "default-s0")
+    assert rec["status"] == "failed" and "max_time" in rec["traceback"]
+    board = run_rsbench_leaderboard(tmp_path)
+    assert "## Failed or unfinished runs" in board
+
+
+def run_rsbench_leaderboard(tmp: Path) -> str:
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "rsbench.leaderboard", "--results-dir", str(tmp / "results")], check=True,
+                   capture_output=True, text=True)
+    return (tmp / "results" / "leaderboard.md").read_text()
+
+
+def test_task_dataset_mismatch_names_the_tasks_datasets(tmp_path):
+    proc = run_rsbench(["task=cls", "dataset=eurosat", "backbone=resnet18", "dataset.task=seg"], tmp_path, check=False)
+    assert proc.returncode == 2
+    out = proc.stdout + proc.stderr
+    assert "task=cls takes: eurosat, eurosat_ms, resisc45" in out
+
+
+def test_unknown_group_option_lists_valid_ones(tmp_path):
+    proc = run_rsbench(["dataset=eurosatt"], tmp_path, check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "eurosatt" in out and "eurosat_ms" in out and "resisc45" in out
+
+
+def test_missing_data_root_says_where(tmp_path):
+    proc = run_rsbench(["dataset=eurosat", "backbone=resnet18"], tmp_path, check=False)
+    assert proc.returncode == 2
+    out = proc.stdout + proc.stderr
+    assert f"data root {tmp_path / 'data' / 'eurosat'} does not exist" in out
+    assert "Traceback" not in out
+    assert not list((tmp_path / "results").glob("runs/**/metrics.json"))
+
+
+def test_missing_weights_file_says_where(tmp_path, samples):
+    proc = run_rsbench(["dataset=eurosat", "backbone=resnet18", f"dataset.root={samples('eurosat')}",
+                        "backbone.pretrained=resnet18_a1.pth", *TINY], tmp_path, check=False)
+    assert proc.returncode == 2
+    out = proc.stdout + proc.stderr
+    assert "resnet18_a1.pth" in out and "no such file" in out and str(tmp_path / "weights") in out
+
+
+def test_demo_runs_with_no_arguments(tmp_path):
+    proc = run_rsbench([], tmp_path)
+    out = proc.stdout
+    assert "GENERATED SAMPLE DATA" in out
+    assert "run record:" in out and "leaderboard:" in out
+    rec = _record(tmp_path, "cls", "eurosat", "resnet18", "demo-s0")
+    assert rec["sample_data"] is True and rec["status"] == "ok"
+    assert "Runs on generated sample data" in (tmp_path / "results" / "leaderboard.md").read_text()
