@@ -173,6 +173,8 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
             _recursive_=False,
         )
         logger = instantiate(cfg.logger) if cfg.logger.get("_target_") else False
+        if logger:
+            logger.log_hyperparams(resolved)  # the whole resolved config, not just the module's arguments
         ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
                                **dict(c.checkpoint))
         trainer = instantiate(cfg.trainer, callbacks=[stats_cb, ckpt], logger=logger, default_root_dir=str(run_dir))

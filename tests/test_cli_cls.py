@@ -133,3 +133,19 @@ def test_demo_runs_with_no_arguments(tmp_path):
     rec = _record(tmp_path, "cls", "eurosat", "resnet18", "demo-s0")
     assert rec["sample_data"] is True and rec["status"] == "ok"
     assert "Runs on generated sample data" in (tmp_path / "results" / "leaderboard.md").read_text()
+
+
+def test_csv_and_offline_wandb_loggers_get_the_resolved_config(tmp_path, samples):
+    root = samples("eurosat")
+    base = ["dataset=eurosat", "backbone=resnet18", f"dataset.root={root}",
+            *[a for a in TINY if not a.startswith("logger=")]]
+    run_rsbench(base, tmp_path)
+    run_dir = tmp_path / "results/runs/cls/eurosat/resnet18/default-s0"
+    import yaml
+
+    hp = yaml.safe_load((run_dir / "csv" / "hparams.yaml").read_text())
+    assert hp["dataset"]["name"] == "eurosat" and hp["optim"]["lr"] > 0
+    assert (run_dir / "csv" / "metrics.csv").read_text().startswith(("epoch", "step", "lr", "train", "val"))
+    run_rsbench(base + ["logger=wandb", "tag=wandb"], tmp_path, env={"WANDB_API_KEY": "", "WANDB_MODE": ""})
+    offline = list((tmp_path / "results/runs/cls/eurosat/resnet18/wandb-s0/wandb").glob("offline-run-*"))
+    assert offline, "wandb should write an offline run when no key is set"
