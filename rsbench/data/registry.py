@@ -20,5 +20,6 @@ def build_dataset(name: str, root: str | Path, split: str, transforms: Callable 
             f"dataset {name!r}: data root {root.resolve()} does not exist. Put the dataset there in "
             f"its official layout (see the docstring of {cls.__module__}.{cls.__name__}), or point "
             f"dataset.root=... / paths.data_dir=... (env RSBENCH_DATA) at it."
+            + (f"\nExpected layout:\n{layout}" if (layout := getattr(cls, "expected_layout", "")) else "")
         )
     return cls(root=root, split=split, transforms=transforms, **kw)
