@@ -155,8 +155,19 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
                           **dict(c.data.get("transform_kwargs") or {})},
         cache_dir=Path(c.paths.cache_dir) / "stats",
     )
-    dm.prepare()
-    weights = resolve_weights(c.backbone.name, pretrained, c.backbone.weights_dir)
+    problems: list[RsbenchError] = []
+    weights = None
+    for check in (dm.prepare, lambda: resolve_weights(c.backbone.name, pretrained, c.backbone.weights_dir)):
+        try:
+            result = check()
+        except RsbenchError as e:
+            problems.append(e)
+        else:
+            weights = result if result is not None else weights
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise type(problems[0])("\n".join(f"({i}) {p}" for i, p in enumerate(problems, 1)))
 
     record.start()
     stats_cb = RunStats()

@@ -149,3 +149,12 @@ def test_csv_and_offline_wandb_loggers_get_the_resolved_config(tmp_path, samples
     run_rsbench(base + ["logger=wandb", "tag=wandb"], tmp_path, env={"WANDB_API_KEY": "", "WANDB_MODE": ""})
     offline = list((tmp_path / "results/runs/cls/eurosat/resnet18/wandb-s0/wandb").glob("offline-run-*"))
     assert offline, "wandb should write an offline run when no key is set"
+
+
+def test_paper_command_without_data_or_weights_names_both(tmp_path):
+    proc = run_rsbench(["task=cls", "dataset=eurosat", "backbone=vitb_rvsa"], tmp_path, check=False)
+    assert proc.returncode == 2
+    out = proc.stdout + proc.stderr
+    assert f"data root {tmp_path / 'data' / 'eurosat'} does not exist" in out
+    assert "last_vit_b_rvsa_ss_is_rd_pretrn_model_encoder.pth" in out and str(tmp_path / "weights") in out
+    assert "pan.baidu.com" in out and "Traceback" not in out
