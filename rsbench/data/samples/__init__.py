@@ -33,4 +33,5 @@ def is_sample(root: str | Path) -> bool:
 
 
 from rsbench.data.samples import scene  # noqa: E402,F401  (registers writers)
+from rsbench.data.samples import segmentation  # noqa: E402,F401
 from rsbench.data.samples import change  # noqa: E402,F401  (change-detection writers)

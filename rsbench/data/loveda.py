@@ -1,0 +1,189 @@
+"""LoveDA (Wang et al., NeurIPS 2021 Datasets & Benchmarks): 5,987 RGB 1024×1024 PNGs at 0.3 m,
+urban and rural scenes of Nanjing, Changzhou and Wuhan, 7 land-cover classes.
+
+Layout (the official ``Train.zip``, ``Val.zip``, ``Test.zip`` unpacked into ``root``)::
+
+    root/Train/Urban/images_png/<id>.png   root/Train/Urban/masks_png/<id>.png
+    root/Train/Rural/images_png/<id>.png   root/Train/Rural/masks_png/<id>.png
+    root/Val/{Urban,Rural}/{images_png,masks_png}/<id>.png
+    root/Test/{Urban,Rural}/images_png/<id>.png            (no masks: the labels are private)
+
+Also accepted (common variants): the three folders one level down in ``root/LoveDA/``, and any
+capitalisation of the split/scene/product folder names (``train/urban/images_png``).
+
+Masks are single-channel 8-bit PNGs with the image's name and size: 0 = no-data, 1 background,
+2 building, 3 road, 4 water, 5 barren, 6 forest, 7 agriculture. They are read as mmseg's
+``reduce_zero_label=True`` (MTP's setting): 0 → 255 (ignored), 1..7 → class ids 0..6.
+
+Classes (ids): 0 background, 1 building, 2 road, 3 water, 4 barren, 5 forest, 6 agricultural.
+
+Splits: ``train`` (Train/), ``val`` (Val/), ``trainval`` (both; what MTP trains on before
+submitting to the server) and ``test`` (Test/, images only: samples have no ``mask``).
+``scene``: ``urban``, ``rural`` or ``both`` (default). The test-set submission format is
+described in :mod:`rsbench.tasks.segmentation`.
+
+Checks: an image without its mask, a mask whose size differs from its image and mask values
+outside 0..7 raise :class:`DataError` naming the file (the pairing and sizes are checked up
+front with ``verify='header'``, the values when a mask is read).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from rsbench.data.io import read_image, read_mask, to_chw_tensor
+from rsbench.data.registry import DATASETS
+from rsbench.errors import DataError
+
+CLASSES = ("background", "building", "road", "water", "barren", "forest", "agricultural")
+#: mmseg / MTP palette (RGB), one colour per class id.
+PALETTE = ((255, 255, 255), (255, 0, 0), (255, 255, 0), (0, 0, 255), (159, 129, 183), (0, 255, 0), (255, 195, 128))
+SPLIT_FOLDERS = {"train": ("Train",), "val": ("Val",), "trainval": ("Train", "Val"), "test": ("Test",)}
+SCENES = {"urban": ("Urban",), "rural": ("Rural",), "both": ("Urban", "Rural")}
+IGNORE = 255
+
+# raw mask value → class id (0 → ignore, 1..7 → 0..6); values > 7 are invalid (marked 254 here)
+_LUT = np.full(256, 254, dtype=np.uint8)
+_LUT[0] = IGNORE
+_LUT[1:8] = np.arange(7, dtype=np.uint8)
+
+
+def _child(parent: Path, name: str) -> Path | None:
+    """``parent/name`` matched case-insensitively (the exact spelling wins)."""
+    exact = parent / name
+    if exact.is_dir():
+        return exact
+    if not parent.is_dir():
+        return None
+    for p in parent.iterdir():
+        if p.is_dir() and p.name.lower() == name.lower():
+            return p
+    return None
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as im:
+            return im.size  # (W, H)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: not a readable image ({e}); the file may be truncated or corrupt") from e
+
+
+@DATASETS.register("loveda")
+class LoveDA(Dataset):
+    """LoveDA in its official ``Train|Val|Test/Urban|Rural/images_png|masks_png`` layout (module docstring)."""
+
+    classes = CLASSES
+    palette = PALETTE
+    ignore_index = IGNORE
+
+    def __init__(self, root: str | Path, split: str = "train", transforms: Callable | None = None,
+                 scene: str = "both", verify: str = "header") -> None:
+        if split not in SPLIT_FOLDERS:
+            raise DataError(f"LoveDA split {split!r}: expected one of {', '.join(SPLIT_FOLDERS)}")
+        if scene not in SCENES:
+            raise DataError(f"LoveDA scene {scene!r}: expected urban, rural or both")
+        if verify not in ("none", "header", "full"):
+            raise ValueError(f"verify must be none|header|full, got {verify!r}")
+        self.root, self.split, self.scene, self.transforms = Path(root), split, scene, transforms
+        self.base = self._find_base()
+        self.has_masks = split != "test"
+        self.image_paths: list[Path] = []
+        self.mask_paths: list[Path | None] = []
+        for sp in SPLIT_FOLDERS[split]:
+            for sc in SCENES[scene]:
+                self._add_folder(sp, sc)
+        if not self.image_paths:
+            raise DataError(f"LoveDA {split}/{scene}: no PNG images under {self.base}")
+        if verify != "none":
+            self._verify(full=verify == "full")
+
+    def _find_base(self) -> Path:
+        for cand in (self.root, self.root / "LoveDA"):
+            if any(_child(cand, f) is not None for f in ("Train", "Val", "Test")):
+                return cand
+        raise DataError(
+            f"LoveDA: no Train/, Val/ or Test/ folder under {self.root} (nor {self.root / 'LoveDA'}). "
+            "Unpack Train.zip, Val.zip and Test.zip (zenodo.org/records/5706578) there, giving "
+            "Train/Urban/images_png/*.png etc., or point dataset.root=... at that folder."
+        )
+
+    def _add_folder(self, split_folder: str, scene_folder: str) -> None:
+        expected = self.base / split_folder / scene_folder / "images_png"
+        sp = _child(self.base, split_folder)
+        sc = _child(sp, scene_folder) if sp else None
+        img_dir = _child(sc, "images_png") if sc else None
+        if img_dir is None:
+            raise DataError(f"LoveDA {self.split}: folder {expected} not found (official layout: "
+                            "<root>/Train|Val|Test/Urban|Rural/images_png/*.png)")
+        images = sorted((p for p in img_dir.iterdir() if p.suffix.lower() == ".png"), key=_sort_key)
+        if not images:
+            raise DataError(f"{img_dir}: no PNG images")
+        masks: list[Path | None] = [None] * len(images)
+        if self.has_masks:
+            mask_dir = _child(sc, "masks_png")
+            if mask_dir is None:
+                raise DataError(f"LoveDA {self.split}: mask folder {sc / 'masks_png'} not found beside {img_dir}")
+            masks = [mask_dir / p.name for p in images]
+            missing = [p for p, m in zip(images, masks) if not m.is_file()]
+            if missing:
+                raise DataError(
+                    f"{mask_dir}: {len(missing)} of {len(images)} images have no mask, e.g. "
+                    f"{missing[0]} has no {mask_dir / missing[0].name}"
+                )
+        self.image_paths += images
+        self.mask_paths += masks
+
+    def _verify(self, *, full: bool) -> None:
+        for img, mask in zip(self.image_paths, self.mask_paths):
+            w, h = _image_size(img)
+            if mask is not None:
+                mw, mh = _image_size(mask)
+                if (mw, mh) != (w, h):
+                    raise DataError(f"{mask}: mask is {mh}×{mw} px but its image {img} is {h}×{w} px")
+        if full:
+            for i in range(len(self)):
+                self._load(i)
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    def _load(self, i: int) -> dict[str, torch.Tensor]:
+        img_path, mask_path = self.image_paths[i], self.mask_paths[i]
+        image = read_image(img_path)
+        sample = {"image": to_chw_tensor(image)}
+        if mask_path is not None:
+            sample["mask"] = torch.from_numpy(self.convert_mask(read_mask(mask_path), mask_path, image.shape[:2]))
+        return sample
+
+    @staticmethod
+    def convert_mask(raw: np.ndarray, path: Path, image_hw: tuple[int, int] | None = None) -> np.ndarray:
+        """Raw 0..7 mask → (H, W) int64 with class ids 0..6 and 255 for no-data; checks size and values."""
+        if raw.ndim != 2:
+            raise DataError(f"{path}: expected a single-channel mask, got shape {raw.shape}")
+        if image_hw is not None and tuple(raw.shape) != tuple(image_hw):
+            raise DataError(f"{path}: mask is {raw.shape[0]}×{raw.shape[1]} px but its image is "
+                            f"{image_hw[0]}×{image_hw[1]} px")
+        if raw.size and (int(raw.max()) > 7 or int(raw.min()) < 0):
+            bad = np.unique(raw[(raw > 7) | (raw < 0)])
+            raise DataError(f"{path}: mask values {bad[:10].tolist()} outside LoveDA's 0..7 "
+                            "(0 no-data, 1 background … 7 agriculture)")
+        return _LUT[raw.astype(np.uint8)].astype(np.int64)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        sample = self._load(i)
+        if self.transforms is not None:
+            sample = self.transforms(sample)
+        return sample
+
+
+def _sort_key(p: Path) -> tuple[int, int | str]:
+    return (0, int(p.stem)) if p.stem.isdigit() else (1, p.stem)
