@@ -26,14 +26,14 @@ rest); the mask (if any) is left as it is.
 Samples come in as ``{"image": (C, H, W) uint8, "mask": (H, W) long}`` and leave as float32
 ``(C, H, W)`` images and long masks (255 = ignore).
 
-Randomness: albumentations 2.x keeps its own generator per ``Compose``; it is reseeded from
-``torch.initial_seed()`` in each DataLoader worker (and after ``seed_everything`` in the main
-process), so workers do not repeat each other and runs are reproducible.
+Randomness: albumentations 2.x keeps its own generator per ``Compose``, which forked DataLoader
+workers would all copy. Each call therefore seeds it with one draw from torch's generator,
+which DataLoader seeds per worker and ``seed_everything`` seeds in the main process: workers do
+not repeat each other and runs are reproducible.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, Sequence
 
 import albumentations as A
@@ -184,16 +184,13 @@ class SegTransform:
 
     def __init__(self, pipeline: A.Compose) -> None:
         self.pipeline = pipeline
-        self._seeded_for: tuple[int, int] | None = None
-
-    def _reseed(self) -> None:
-        key = (os.getpid(), torch.initial_seed())
-        if key != self._seeded_for:
-            self.pipeline.set_random_seed(torch.initial_seed() % 2**32)
-            self._seeded_for = key
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
-        self._reseed()
+        # one draw from torch's generator seeds the pipeline: per-worker seeds and seed_everything apply
+        self.pipeline.set_random_seed(int(torch.randint(0, 2**31 - 1, ())))
+        return self._apply(sample)
+
+    def _apply(self, sample: dict[str, Any]) -> dict[str, Any]:
         img = sample["image"]
         img_np = img.permute(1, 2, 0).contiguous().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
         data: dict[str, Any] = {"image": img_np}

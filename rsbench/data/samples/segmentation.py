@@ -76,7 +76,7 @@ def pixel_box_to_lonlat(transform, y1: float, x1: float, y2: float, x2: float) -
     """A closed ring ``[[lon, lat, 0.0], ...]`` around the pixel box [y1, y2) × [x1, x2) (pixel edges)."""
     ring = []
     for y, x in ((y1, x1), (y1, x2), (y2, x2), (y2, x1), (y1, x1)):
-        lon, lat = transform * (x, y)
+        lon, lat = transform @ (x, y)
         ring.append([lon, lat, 0.0])
     return ring
 
