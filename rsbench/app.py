@@ -153,7 +153,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         transform_kwargs={"img_size": c.data.img_size, "in_chans": c.dataset.in_chans,
                           "scale_to_unit": c.dataset.get("scale_to_unit", 255.0),
                           **dict(c.data.get("transform_kwargs") or {})},
-        cache_dir=Path(c.paths.cache_dir) / "stats",
+        cache_dir=Path(c.paths.cache_dir) / "stats", image_key=c.task.get("image_key", "image"),
     )
     problems: list[RsbenchError] = []
     weights = None

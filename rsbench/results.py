@@ -26,7 +26,7 @@ PACKAGES = ("torch", "torchvision", "timm", "lightning", "hydra-core", "omegacon
             "rasterio", "albumentations", "pandas", "wandb", "numpy", "pillow")
 # Keys that do not change what a run computes, left out of the config hash.
 VOLATILE = ("paths", "hydra", "force", "leaderboard", "data.num_workers", "trainer.enable_progress_bar",
-            "logger", "eval.samples_to_plot", "dataset.root", "backbone.weights_dir")
+            "logger", "eval.samples_to_plot", "dataset.root", "backbone.weights_dir", "dataset.kwargs.tile_cache")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -422,11 +422,12 @@ def find_split_folders(ds: ChangeDataset, bases: Sequence[Path], split: str,
     folder set that exists), honouring ``split_dir``; ``None`` when no base has it."""
     for base in bases:
         sd = base / split
-        for d1, d2, dl in folder_sets:
-            if (sd / d1).is_dir():
-                given = ds._split_names(split)
-                return match_triplets(sd / d1, sd / d2, sd / dl, names=given[0] if given else None,
-                                      source=given[1] if given else None, exts=exts, label_exts=label_exts)
+        found = [fs for fs in folder_sets if (sd / fs[0]).is_dir()]
+        if found:  # a complete folder set, else the first one (whose error names the missing folder)
+            d1, d2, dl = next((fs for fs in found if all((sd / f).is_dir() for f in fs)), found[0])
+            given = ds._split_names(split)
+            return match_triplets(sd / d1, sd / d2, sd / dl, names=given[0] if given else None,
+                                  source=given[1] if given else None, exts=exts, label_exts=label_exts)
     return None
 
 

@@ -79,13 +79,13 @@ def oscd(root: Path, *, seed: int = 0, size: tuple[int, int] = (100, 120),
     ``train.txt``/``test.txt`` (one comma-separated line), and ``... - {Train,Test} Labels/<city>/cm/
     cm.png`` (0/255) plus ``<city>-cm.tif`` (1/2)."""
     import rasterio
-    from rasterio.transform import from_origin
+    from rasterio.transform import Affine
 
     rng = np.random.default_rng(seed)
     h, w = size
     images = root / IMAGES[0]
     profile = dict(driver="GTiff", width=w, height=h, count=1, dtype="uint16", crs="EPSG:32631",
-                   transform=from_origin(600000, 5400000, 10, 10))
+                   transform=Affine(10.0, 0.0, 600000.0, 0.0, -10.0, 5400000.0))
     for split, names in zip(("train", "test"), cities):
         images.mkdir(parents=True, exist_ok=True)
         (images / f"{split}.txt").write_text(",".join(names))
