@@ -16,7 +16,7 @@ from PIL import Image
 
 from rsbench.data import build_dataset
 from rsbench.data.samples.segmentation import (
-    SN1_PIXEL_DEG, footprint_collection, pixel_box_to_lonlat, sn1_transform, write_sn1_tile,
+    footprint_collection, pixel_box_to_lonlat, sn1_transform, write_sn1_tile,
 )
 from rsbench.errors import DataError
 

@@ -10,8 +10,11 @@ over all pixels of the batch as mmseg's default ``avg_non_ignore=False`` does
 Evaluation (the paper's protocol, mtp_recipes.md §2.4 / §6): sliding-window inference at the
 native resolution (``inference.mode=slide``, crop = the training crop, stride per dataset:
 SpaceNet 1 384/256, LoveDA 512/384), logits averaged over overlaps, argmax; see
-:mod:`rsbench.models.slide_inference` (also ``whole`` and ``resize`` modes). Validation during
-training uses the same unless ``val_inference`` is given. Metrics from a torchmetrics confusion
+:mod:`rsbench.models.slide_inference` (also ``whole``, for backbones that take any input size
+— not the fixed-size ViT-RVSA — and ``resize``, MTP's validation pipeline during training).
+Validation during training uses the same unless ``val_inference`` is given. Under DDP,
+Lightning's distributed sampler pads the val/test set to a multiple of the device count, so a
+few images may be scored twice; single-device numbers are exact. Metrics from a torchmetrics confusion
 matrix (255 ignored), computed as mmseg's ``IoUMetric`` (:mod:`rsbench.metrics.segmentation`):
 ``mIoU`` (%, the paper's number and the headline), ``OA``, ``mF1``, ``mAcc``, per-class IoU,
 F1, precision and recall, and the confusion matrix, all in ``test_results``.
