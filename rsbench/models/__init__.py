@@ -14,5 +14,6 @@ from rsbench.models.registry import BACKBONES, build_backbone
 # Importing the modules registers their builders.
 from rsbench.models.backbones import timm_backbone  # noqa: F401,E402
 from rsbench.models.backbones import vit_rvsa  # noqa: F401,E402
+from rsbench.models.backbones import internimage  # noqa: F401,E402
 
 __all__ = ["BACKBONES", "build_backbone"]
