@@ -301,3 +301,32 @@ def test_sample_writer_marks_its_output(tmp_path):
 
     root = write_sample("egybcd", tmp_path / "e")
     assert is_sample(root) and (root / "A").is_dir()
+
+
+def test_prepare_levir_script_matches_on_the_fly_tiles(samples, tmp_path):
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("prepare_levir", REPO / "scripts" / "prepare_levir.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    src = samples("levir")
+    counts = mod.prepare(src, tmp_path / "patches", tile=64)
+    assert counts == {"train": 16, "val": 8, "test": 8}
+    assert (tmp_path / "patches/train/A/train_1_4.png").is_file()
+    on_the_fly = build_dataset("levir", src, "val", tile=64)
+    patched = build_dataset("levir", tmp_path / "patches", "val", tile=64)
+    assert [patched.item_name(i) for i in range(len(patched))] == [on_the_fly.item_name(i) for i in range(len(on_the_fly))]
+    for i in range(len(patched)):
+        for k in ("image1", "image2", "mask"):
+            assert torch.equal(patched[i][k], on_the_fly[i][k])
+
+
+def test_gvlm_site_split_file_is_the_seeded_split():
+    from rsbench.data.change import SPLITS_DIR, seeded_split
+    from rsbench.data.gvlm import SITES
+
+    parts = seeded_split(list(SITES), (11 / 17, 3 / 17, 3 / 17), seed=0)
+    for split, part in zip(("train", "val", "test"), parts):
+        assert (SPLITS_DIR / "gvlm" / f"{split}.txt").read_text().splitlines() == part

@@ -14,6 +14,17 @@ from rsbench.models import build_backbone
 from rsbench.models.heads.unet_cd import UNetHead, siamese_features
 from rsbench.tasks.change_detection import ChangeDetectionTask, cd_loss, cd_metric_collection, cd_results
 
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread (restored after): tiny models, and a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 TINY_VIT = {"embed_dim": 32, "depth": 4, "num_heads": 2, "out_indices": [0, 1, 2, 3], "interval": 2, "drop_path_rate": 0.0}
 
 

@@ -39,7 +39,7 @@ class GVLM(ChangeDataset):
       permutation (:func:`rsbench.data.change.seeded_split`). Neighbouring tiles of one site can
       fall into different splits, as in the official recipe.
     * ``split_mode: site``: whole sites, from ``rsbench/splits/gvlm/{train,val,test}.txt`` (11 / 3 /
-      3 sites, seed 0; ``scripts/make_splits.py`` style) — a harder cross-site protocol.
+      3 sites: ``seeded_split(SITES, (11/17, 3/17, 3/17), seed=0)``) — a harder cross-site protocol.
     * ``split_dir``: ``<split>.txt`` listing site names or tile names ``<site>_<k>``.
 
     ``ref.png`` values are taken as 0/255 or 0/1 (``either``; UNCONFIRMED which the release uses).
