@@ -493,7 +493,9 @@ class VitRVSA(nn.Module):
             )
         B = x.shape[0]
         H, W = self.grid
-        x = self.patch_embed(x).flatten(2).transpose(1, 2)
+        # contiguous (B, N, C): a transposed view would keep its strides through every residual add
+        # and make each LayerNorm copy its input (the official code pays that)
+        x = self.patch_embed(x).flatten(2).transpose(1, 2).contiguous()
         x = self.pos_drop(x + self.pos_embed)
         feats: list[torch.Tensor] = []
         ckpt = self.grad_ckpt and self.training and torch.is_grad_enabled()
@@ -606,6 +608,7 @@ def load_vit_rvsa_checkpoint(
             resized.append("pos_embed")
 
     ignore_missing: tuple[str, ...] = ("relative_position_index",)
+    left_random: list[str] = []
     w = sd.get("patch_embed.proj.weight")
     if w is not None and w.ndim == 4 and w.shape[1] != model.in_chans:
         if in_chans_adapt == "repeat":
@@ -615,6 +618,7 @@ def load_vit_rvsa_checkpoint(
             del sd["patch_embed.proj.weight"]
             sd.pop("patch_embed.proj.bias", None)
             ignore_missing += ("patch_embed.proj.",)
+            left_random = ["patch_embed.proj.weight", "patch_embed.proj.bias"]
         else:
             raise ConfigError(f"in_chans_adapt={in_chans_adapt!r}: expected 'repeat' or 'drop'")
 
@@ -629,6 +633,7 @@ def load_vit_rvsa_checkpoint(
     report = load_state_dict_checked(model, sd, path=path, allow_missing=allow_missing, ignore_missing=ignore_missing)
     report.resized = resized
     report.ignored = ignored
+    report.missing += left_random  # reported (left at random init on purpose), not an error
     return report
 
 
