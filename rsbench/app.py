@@ -112,7 +112,8 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         "tag": c.tag, "seed": c.seed, "metric": c.task.metric,
         "sample_data": bool(c.dataset.get("sample")) or is_sample(c.dataset.root),
     }
-    record = RunRecord(run_dir, resolved, identity)
+    rank_zero = _is_rank_zero()
+    record = RunRecord(run_dir, resolved, identity, write=rank_zero)
 
     # A finished run with the same config is not run twice; an unfinished one resumes.
     ckpt_last = run_dir / "checkpoints" / "last.ckpt"
@@ -131,12 +132,12 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         if ckpt_last.is_file():
             resume = str(ckpt_last)
             log.info("resuming the unfinished run from %s", ckpt_last)
-    elif c.force and (run_dir / "checkpoints").exists():
+    elif c.force and rank_zero and (run_dir / "checkpoints").exists():
         shutil.rmtree(run_dir / "checkpoints")
 
     if c.dataset.get("sample"):
         root = Path(c.dataset.root)
-        if not is_sample(root):
+        if not is_sample(root) and rank_zero:
             if root.exists() and any(root.iterdir()):
                 raise ConfigError(f"dataset.sample=true but {root} already holds other files; "
                                   "point dataset.root at an empty folder")
@@ -200,10 +201,19 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         record.fail(e, stats_cb.summary())
         raise
     board = None
+    if not rank_zero:
+        return rec
     if c.leaderboard:
         board = write_leaderboard(c.paths.results_dir, c.paths.runs_dir)["md"]
     _print_summary(c, rec, record.metrics_path, board)
     return rec
+
+
+def _is_rank_zero() -> bool:
+    """False in the extra processes DDP starts (they re-run this entry point with a rank set)."""
+    from lightning.fabric.utilities.rank_zero import _get_rank
+
+    return (_get_rank() or 0) == 0
 
 
 def _print_summary(c: DictConfig, rec: dict[str, Any], metrics_path: Path, board: Path | None) -> None:

@@ -116,7 +116,9 @@ def environment() -> dict[str, Any]:
 
 
 class RunRecord:
-    def __init__(self, run_dir: str | Path, config: Mapping[str, Any], identity: Mapping[str, Any]) -> None:
+    def __init__(self, run_dir: str | Path, config: Mapping[str, Any], identity: Mapping[str, Any],
+                 write: bool = True) -> None:
+        self.write = write  # only one process of a multi-process (DDP) run writes the record
         self.run_dir = Path(run_dir)
         self.config = dict(config)
         self.identity = dict(identity)
@@ -138,20 +140,24 @@ class RunRecord:
     def start(self) -> None:
         import yaml
 
+        if not self.write:
+            return
         atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(self.config, sort_keys=False))
         atomic_write_json(self.run_dir / "env.json", environment())
         atomic_write_json(self.metrics_path, self._base("running"))
 
     def finish(self, metrics: Mapping[str, Any], stats: Mapping[str, Any]) -> dict[str, Any]:
         rec = {**self._base("ok"), "wall_time_s": round(time.time() - self.started, 2), **stats, "metrics": dict(metrics)}
-        atomic_write_json(self.metrics_path, rec)
+        if self.write:
+            atomic_write_json(self.metrics_path, rec)
         return rec
 
     def fail(self, exc: BaseException, stats: Mapping[str, Any] | None = None) -> dict[str, Any]:
         rec = {**self._base("failed"), "wall_time_s": round(time.time() - self.started, 2), **(stats or {}),
                "error": f"{type(exc).__name__}: {exc}",
                "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:]}
-        atomic_write_json(self.metrics_path, rec)
+        if self.write:
+            atomic_write_json(self.metrics_path, rec)
         return rec
 
 

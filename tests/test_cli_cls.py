@@ -158,3 +158,20 @@ def test_paper_command_without_data_or_weights_names_both(tmp_path):
     assert f"data root {tmp_path / 'data' / 'eurosat'} does not exist" in out
     assert "last_vit_b_rvsa_ss_is_rd_pretrn_model_encoder.pth" in out and str(tmp_path / "weights") in out
     assert "pan.baidu.com" in out and "Traceback" not in out
+
+
+def test_ddp_on_two_cpu_processes_counts_each_test_image_once(tmp_path, samples):
+    """Two gloo processes: one record, written once, and test metrics over the whole split.
+
+    The split has an odd size, so Lightning's default sampler would pad it with a repeat."""
+    import shutil
+
+    root = tmp_path / "eurosat"
+    shutil.copytree(samples("eurosat"), root)
+    val = (root / "eurosat-val.txt").read_text().split()[:19]
+    (root / "eurosat-val.txt").write_text("\n".join(val) + "\n")
+    run_rsbench(["dataset=eurosat", "backbone=resnet18", f"dataset.root={root}", *TINY,
+                 "trainer.devices=2", "+trainer.strategy=ddp"], tmp_path)
+    rec = _record(tmp_path, "cls", "eurosat", "resnet18", "default-s0")
+    assert rec["world_size"] == 2 and rec["status"] == "ok"
+    assert rec["metrics"]["num_test_samples"] == 19

@@ -116,8 +116,18 @@ class RSDataModule(L.LightningDataModule):
         bs = self._per_device(self.batch_size)
         if not train and self.eval_batch_size:
             bs = int(self.eval_batch_size)
+        sampler = None
+        world = getattr(self.trainer, "world_size", 1) if self.trainer is not None else 1
+        if not train and world > 1:
+            # Lightning's default DistributedSampler pads the split with repeated samples so every
+            # rank gets as many; that would count some test images twice. Each image once instead.
+            from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+            sampler = UnrepeatedDistributedSampler(self.datasets[stage], num_replicas=world,
+                                                   rank=self.trainer.global_rank, shuffle=False)
         return DataLoader(
-            self.datasets[stage], batch_size=bs, shuffle=train, drop_last=train and len(self.datasets[stage]) > bs,
+            self.datasets[stage], batch_size=bs, shuffle=train and sampler is None, sampler=sampler,
+            drop_last=train and len(self.datasets[stage]) > bs,
             num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0, collate_fn=self.collate_fn,
         )
