@@ -285,16 +285,17 @@ class RotatedVariedSizeWindowAttention(nn.Module):
         xp = F.pad(xs, (0, 0, left, pad_w - left, top, pad_h - top)) if pad_h or pad_w else xs
         grid = self._sampling_grid(xp, H, W)
 
-        qkv = self.qkv(x).view(B, H, W, 3, nH, d)
+        # split (not slicing): its backward is one concatenation, not zero-filled full-size grads
+        q, kv = self.qkv(x).view(B, H, W, 3, nH, d).split([1, 2], dim=3)
         # k and v, channels-first per (batch, head), zero-padded, sampled in one call
-        kv = qkv[:, :, :, 1:].permute(0, 4, 3, 5, 1, 2)  # (B, nH, 2, d, H, W)
+        kv = kv.permute(0, 4, 3, 5, 1, 2)  # (B, nH, 2, d, H, W)
         kv = F.pad(kv, (left, pad_w - left, top, pad_h - top)).reshape(B * nH, 2 * d, Hp, Wp)
         kv = F.grid_sample(kv, grid.to(kv.dtype), mode="bilinear", padding_mode="zeros", align_corners=True)
         kv = kv.view(B * nH, 2, d, nW, ws * ws).to(x.dtype)
         k = kv[:, 0].permute(0, 2, 3, 1)  # (B·nH, nW, 49, d)
         v = kv[:, 1].permute(0, 2, 3, 1)
         # q on the regular window grid: (B·nH, nW, 49, d)
-        q = qkv[:, :, :, 0]
+        q = q.squeeze(3)
         if pad_h or pad_w:
             q = F.pad(q, (0, 0, 0, 0, left, pad_w - left, top, pad_h - top))
         q = q.view(B, nh, ws, nw, ws, nH, d).permute(0, 5, 1, 3, 2, 4, 6).reshape(B * nH, nW, ws * ws, d)
@@ -511,13 +512,31 @@ class VitRVSA(nn.Module):
             if i >= last:
                 break  # blocks after the last output index do not change any output
         # in block order, as the official code collects them (fpn1 gets the shallowest)
-        maps = [f.transpose(1, 2).reshape(B, -1, H, W).contiguous() for f in feats]
+        maps = [_TokensToMap.apply(f, H, W) for f in feats]
         if self.variant in ("seg", "det"):
             maps = [op(m) for op, m in zip((self.fpn1, self.fpn2, self.fpn3, self.fpn4), maps)]
         return maps
 
     def load_pretrained(self, path: str | Path | Mapping[str, torch.Tensor], **kw: Any) -> LoadReport:
         return load_vit_rvsa_checkpoint(self, path, **kw)
+
+
+class _TokensToMap(torch.autograd.Function):
+    """(B, N, C) tokens → contiguous (B, C, H, W) map whose gradient comes back contiguous.
+
+    A plain ``transpose`` would hand the residual stream a transposed gradient, which then keeps
+    that layout through every add and makes each Linear's backward copy it.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # type: ignore[override]
+        B, N, C = x.shape
+        return x.transpose(1, 2).reshape(B, C, H, W).contiguous()
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        B, C, H, W = g.shape
+        return g.reshape(B, C, H * W).transpose(1, 2).contiguous(), None, None
 
 
 def _init_weights(m: nn.Module) -> None:
