@@ -99,6 +99,24 @@ def test_backward_and_in_chans():
     assert all(p.grad is not None for p in model.parameters())
 
 
+def test_memory_options_do_not_change_results():
+    """``with_cp`` (activation checkpointing) and ``dcn_recompute`` give the same maps and gradients."""
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    grads = []
+    for kw in ({}, {"with_cp": True}, {"dcn_recompute": True}):
+        torch.manual_seed(3)
+        model = build_backbone("internimage_xl", img_size=64, **TINY, **kw)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        feats = model(x.clone().requires_grad_())
+        sum(f.square().mean() for f in feats).backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for other in grads[1:]:
+        for a, b in zip(grads[0], other):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 # -- checkpoints -----------------------------------------------------------------------------
 
 ENCODER_FILE = "last_internimage_xl_ss_is_rd_pretrn_model_encoder.pth"

@@ -9,8 +9,10 @@ downsample) with ``out_channels`` [192, 384, 768, 1536] at ``out_strides`` [4, 8
 network is fully convolutional: ``img_size`` is accepted for the common backbone contract and
 not used. The arch keywords (``channels``, ``depths``, ``groups``, ``mlp_ratio``,
 ``layer_scale``, ``offset_scale``, ``post_norm``, ``drop_path_rate``, ``drop_rate``,
-``drop_path_type``, ``with_cp``, ``out_indices``) pass through, so small configurations can be
-built for tests.
+``drop_path_type``, ``out_indices``) pass through, so small configurations can be built for
+tests; two memory options do not change results: ``with_cp=True`` (activation checkpointing per
+block, as the official ``with_cp``) and ``dcn_recompute=True`` (the DCNv3 core keeps no samples
+for backward, see :mod:`rsbench.models.ops.dcnv3`).
 
 Parameter names are those of the official ``InternImage`` class (``intern_image.py``), i.e. of the
 released encoder file ``last_internimage_xl_ss_is_rd_pretrn_model_encoder.pth``:

@@ -16,8 +16,8 @@ official outputs). Conventions, as the official code:
 * ``input`` ``(N, H, W, G*Cg)`` channels-last; ``offset`` ``(N, Ho, Wo, G*P*2)`` ordered group,
   then kernel point, then ``(x, y)``; ``mask`` ``(N, Ho, Wo, G*P)`` (already softmaxed by the
   caller); output ``(N, Ho, Wo, G*Cg)``.
-* Kernel point ``p = i * kernel_h + j`` lies at ``x = i - (dilation_w*(kernel_w-1))//2`` ... in
-  steps of ``dilation_w``, ``y`` likewise with ``j``; with ``remove_center`` the centre point is
+* Kernel point ``p = i * kernel_h + j`` sits at ``x = -(dilation_w*(kernel_w-1))//2 + i*dilation_w``,
+  ``y = -(dilation_h*(kernel_h-1))//2 + j*dilation_h``; with ``remove_center`` the centre point is
   dropped (square odd kernels only).
 * The reference point of output ``(i, j)`` is the centre of padded-input pixel
   ``((dilation*(k-1))//2 + i*stride, ...)``; locations are normalised by the PADDED size.
@@ -28,19 +28,27 @@ How it differs from the official core (speed and memory only):
 
 * The official core samples all ``P`` points with one ``grid_sample`` into a
   ``(N*G, Cg, Ho*Wo, P)`` tensor, multiplies it by the broadcast mask into a second tensor of
-  that size and sums over the last, 9-wide axis; autograd then keeps the samples and builds two
-  more tensors of that size in backward. Here a custom autograd function lays the points out as
-  ``(N*G, Cg, P, Ho*Wo)`` so the masked reduction is ``P`` contiguous fused multiply-adds, the
-  mask gradient is ``Cg`` contiguous multiply-adds, the samples are freed as soon as the mask
-  gradient is formed, and one ``grid_sampler_2d_backward`` call gives the input and grid
-  gradients. Without autograd (inference) the points are sampled one at a time, so no
-  ``P``-fold tensor is ever allocated.
-* ``recompute=True`` keeps nothing ``P``-fold between forward and backward (the samples are
-  recomputed point by point for the mask gradient): lower memory, somewhat slower.
+  that size and sums over the last, 9-wide axis; in backward autograd builds two more tensors
+  of that size (grad times mask, grad times samples) before the channel sum and the
+  ``grid_sample`` backward.
+* Here a custom autograd function (``_DCNv3Sample``) lays the sampling grid out as
+  ``(N*G, T, P, l)``: the output pixels are cut into ``T`` tiles of ``l`` pixels (whole rows,
+  about ``TILE_PIXELS``), and inside a tile kernel point 0 comes for all ``l`` pixels, then point
+  1, ... The masked sum over points is then ``P`` fused multiply-adds over contiguous runs
+  (no product tensor, no 9-wide reduction); the mask gradient is ``Cg`` multiply-adds over the
+  kept samples, which are freed before the single ``P``-fold tensor of the backward (grad times
+  mask) is made; one ``grid_sampler_2d_backward`` call gives the input and grid gradients; and
+  ``grid_sample`` still visits all points of a few rows before moving on, so the input region
+  it reads (and scatters into in backward) stays in cache. Without a mask gradient (inference,
+  frozen layers) the points are sampled one at a time and nothing ``P``-fold is allocated.
+* ``recompute=True`` does not keep the samples between forward and backward (they are
+  recomputed point by point for the mask gradient): in a deep network this cuts the memory held
+  for backward to about a third, for some speed.
 
-``scripts/bench_dcnv3.py`` measures both cores (``results/bench_dcnv3.md``).
-:func:`dcnv3_core_reference` is the plain, unoptimised formulation (autograd through
-``F.grid_sample``, mask multiply and sum) kept as the oracle for gradient tests.
+``scripts/bench_dcnv3.py`` measures both cores at the InternImage-XL stage shapes
+(``results/bench_dcnv3.md``). :func:`dcnv3_core_reference` is the plain, unoptimised
+formulation (autograd through ``F.grid_sample``, mask multiply and sum) kept as the oracle for
+gradient tests.
 
 :class:`DCNv3` is the module around the core with the official parameter names
 (``input_proj``, ``output_proj``, ``offset``, ``mask``, ``dw_conv.0`` depth-wise conv,
@@ -243,7 +251,8 @@ def dcnv3_core(
 ) -> torch.Tensor:
     """DCNv3 sampling core; arguments in the order of the official ``dcnv3_core_pytorch``.
 
-    ``recompute=True`` trades speed for memory in training (see the module docstring).
+    ``recompute=True`` trades speed for memory in training (see the module docstring). Half and
+    bfloat16 inputs are computed in float32 and the result is cast back.
     """
     remove_center = bool(remove_center)
     if remove_center and (kernel_h % 2 == 0 or kernel_w % 2 == 0 or kernel_h != kernel_w):
@@ -260,9 +269,10 @@ def dcnv3_core(
     )
     T, l = grid.shape[1], grid.shape[3]
     m = mask.reshape(N, T, l, group, P).permute(0, 3, 1, 4, 2).reshape(N * group, T, P, l).contiguous()
-    return _DCNv3Sample.apply(
-        input, grid.to(input.dtype), m.to(input.dtype), pad_h, pad_w, group, (Ho, Wo), recompute
-    )
+    # half / bfloat16 (autocast) are sampled in float32: a half grid cannot address a large map
+    dt = torch.float32 if input.dtype in (torch.float16, torch.bfloat16) else input.dtype
+    out = _DCNv3Sample.apply(input.to(dt), grid.to(dt), m.to(dt), pad_h, pad_w, group, (Ho, Wo), recompute)
+    return out.to(input.dtype)
 
 
 def dcnv3_core_reference(
