@@ -164,11 +164,48 @@ def official_vit_rvsa_entries(args: argparse.Namespace) -> list[BenchEntry | Ski
     return out
 
 
+def internimage_entries(args: argparse.Namespace) -> list[BenchEntry | Skipped]:
+    """InternImage-XL: rsbench's ``internimage_xl`` vs the official ``InternImage`` running its
+    pure-PyTorch DCNv3 (``core_op='DCNv3_pytorch'``; the compiled ``DCNv3`` op cannot be built
+    here), same XL arguments, drop path 0. The official files are
+    ``RS_Tasks_Finetune/Semantic_Segmentation/mmseg/models/backbones/{intern_image.py,ops_dcnv3/}``
+    under ``--official-root`` (add them to the ``git archive`` command of official_rvsa.py); they
+    are imported by ``scripts/official_internimage.py``. XL is heavy on CPU (about 10x ViT-B)."""
+    from rsbench.models import build_backbone
+
+    group = "InternImage-XL"
+    out: list[BenchEntry | Skipped] = [
+        BenchEntry(group, "rsbench internimage_xl", "rsbench",
+                   lambda img: _module(build_backbone("internimage_xl", img_size=img, drop_path_rate=0.0)),
+                   note="rsbench.models.ops.dcnv3 core"),
+    ]
+    rel = "RS_Tasks_Finetune/Semantic_Segmentation/mmseg/models/backbones"
+    label = "official InternImage (DCNv3_pytorch)"
+    folder = Path(args.official_root) / rel if args.official_root else None
+    if folder is None:
+        out.append(Skipped(group, label, "no --official-root given"))
+    elif not (folder / "intern_image.py").is_file() or not (folder / "ops_dcnv3").is_dir():
+        out.append(Skipped(group, label, f"{folder}/intern_image.py or ops_dcnv3/ not found"))
+    else:
+        def build(img: int):
+            from official_internimage import load_official
+
+            m = load_official(folder).InternImage(
+                core_op="DCNv3_pytorch", channels=192, depths=[5, 5, 24, 5], groups=[12, 24, 48, 96],
+                mlp_ratio=4.0, drop_path_rate=0.0, norm_layer="LN", layer_scale=1e-5, offset_scale=2.0,
+                post_norm=True, with_cp=False, out_indices=(0, 1, 2, 3))
+            return _module(m)
+
+        out.append(BenchEntry(group, label, "official", build, note=f"{rel}/intern_image.py"))
+    return out
+
+
 # Families: "vit" entries come from these functions. Add e.g. ("internimage", internimage_entries).
 ENTRY_SOURCES: list[tuple[str, Callable[[argparse.Namespace], list[BenchEntry | Skipped]]]] = [
     ("vit", rsbench_vit_rvsa_entries),
     ("vit", timm_vit_entries),
     ("vit", official_vit_rvsa_entries),
+    ("internimage", internimage_entries),
 ]
 
 
