@@ -39,9 +39,13 @@ class _AnyRegistry:
 
 
 class _StubModule(types.ModuleType):
+    _rsbench_stub = True  # scripts/official_rvsa.py may replace it with its own stub
+
     def __getattr__(self, name):
         if name.startswith("__"):
             raise AttributeError(name)
+        if name == "get_dist_info":
+            return lambda: (0, 1)
         return _AnyRegistry()
 
 
@@ -74,8 +78,8 @@ def load_official(root: str | Path) -> types.SimpleNamespace:
                 "official intern_image.py and ops_dcnv3/ (e.g. MTP's "
                 "RS_Tasks_Finetune/Semantic_Segmentation/mmseg/models/backbones)."
             )
-    if not any(isinstance(f, _StubFinder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _StubFinder())
+    finder = _StubFinder()
+    sys.meta_path.insert(0, finder)  # only while the official files are imported
     # dcnv3_func.py asks pkg_resources for the version of the compiled DCNv3 package.
     pkg_resources = types.ModuleType("pkg_resources")
     pkg_resources.get_distribution = lambda name: _FakeDist()  # type: ignore[attr-defined]
@@ -89,6 +93,7 @@ def load_official(root: str | Path) -> types.SimpleNamespace:
         mods = importlib.import_module(f"{PKG}.ops_dcnv3.modules.dcnv3")
         ii = importlib.import_module(f"{PKG}.intern_image")
     finally:
+        sys.meta_path.remove(finder)
         if saved is not None:
             sys.modules["pkg_resources"] = saved
         else:
