@@ -11,6 +11,20 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Tiny models gain nothing from intra-op threads, and on a busy 2-core machine extra threads make
+# them many times slower (oversubscription). Every test, and every run it starts, uses one thread.
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    import torch
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
 
 @pytest.fixture(scope="session")
 def samples(tmp_path_factory):
@@ -34,7 +48,7 @@ def run_rsbench(args: list[str], tmp: Path, *, check: bool = True, timeout: int 
     """Run the real entry point in a subprocess, with every output path under ``tmp``."""
     full_env = {**os.environ, "RSBENCH_RESULTS": str(tmp / "results"), "RSBENCH_CACHE": str(tmp / "cache"),
                 "RSBENCH_DATA": str(tmp / "data"), "RSBENCH_WEIGHTS": str(tmp / "weights"),
-                "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", "WANDB_MODE": "offline"}
+                "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", "WANDB_MODE": "offline", **ONE_THREAD}
     full_env.update(env or {})
     proc = subprocess.run([sys.executable, "-m", "rsbench", *args], cwd=tmp, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
