@@ -11,13 +11,20 @@ Measurement
     * one step = forward of a batch of random images in train mode + backward of the sum of the
       means of all returned maps; drop path 0 everywhere (same compute in every implementation);
     * ``--warmup`` untimed steps per model, then ``--rounds`` rounds in which every model of the
-      group runs one timed step (wall clock, ``time.perf_counter``);
+      group runs one timed step;
+    * ``--clock wall`` (default) times with ``time.perf_counter``; ``--clock cpu`` with the
+      process's CPU time (``time.process_time``), which with ``--threads 1`` does not count the
+      time the process waits for a core, so it is the stable choice on a shared CPU machine
+      (with several threads it would count spin-waiting, don't combine the two);
     * s/step is reported as min and median over the rounds; images/s = batch / min s/step, and the
-      ratios use the min (the least disturbed estimate on a shared machine);
-    * peak memory on CPU: each (entry, size) runs ONE step in a fresh subprocess, and the figure is
-      ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` at the end minus the resident set size (from
-      /proc/self/statm) after the model and input were built: the high-water mark of activations,
-      gradients and allocator caches of one fwd+bwd, excluding weights. On CUDA it is
+      ratios use the min (the least disturbed estimate on a shared machine); the wall-clock min is
+      listed beside it;
+    * peak memory on CPU: each (entry, size) runs ONE step in a fresh subprocess; after the model
+      and input are built the peak-RSS counter is reset (``/proc/self/clear_refs`` ← 5), and the
+      figure is the peak RSS after the step (``VmHWM`` in /proc/self/status) minus the RSS before
+      it: the high-water mark of activations, gradients and allocator caches of one fwd+bwd,
+      excluding weights (``ru_maxrss`` is not used: Linux carries the parent's peak into a child
+      across exec). On CUDA it is
       ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` (same exclusion).
 
 Usage::
@@ -76,7 +83,8 @@ class Skipped:
 class Result:
     entry: BenchEntry
     size: int
-    times: list[float] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # on the --clock used for the ratios
+    wall: list[float] = field(default_factory=list)
     peak_mb: float | None = None
     error: str = ""
 
@@ -267,19 +275,39 @@ def time_group(entries: list[BenchEntry], size: int, args: argparse.Namespace) -
                 continue
             fn, params = m
             _sync(device)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             _step(fn, x)
             _sync(device)
-            r.times.append(time.perf_counter() - t)
+            t, c = time.perf_counter() - t, time.process_time() - c
+            r.wall.append(t)
+            r.times.append(c if args.clock == "cpu" else t)
             _zero(params)
-        print(f"  round: " + ", ".join(f"{r.entry.label} {r.times[-1]:.2f}s" for r in results if r.times),
-              flush=True)
+        print("  round: " + ", ".join(f"{r.entry.label} {r.times[-1]:.2f}s ({r.wall[-1]:.2f}s wall)"
+                                      for r in results if r.times), flush=True)
     return results
 
 
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _hwm_bytes() -> int:
+    """This process's peak RSS (VmHWM). Not ``ru_maxrss``: Linux carries the parent's peak into it."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _reset_hwm() -> bool:
+    try:  # "5" resets the peak RSS to the current RSS (Linux >= 4.0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def child_memory(args: argparse.Namespace) -> None:
@@ -301,8 +329,9 @@ def child_memory(args: argparse.Namespace) -> None:
         peak = torch.cuda.max_memory_allocated() - base
     else:
         base = _rss_bytes()
+        _reset_hwm()
         _step(fn, x)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+        peak = _hwm_bytes() - base
     print(json.dumps({"peak_mb": peak / 2**20}))
 
 
@@ -351,10 +380,13 @@ def write_report(path: Path, results: list[Result], skipped: list[Skipped], args
         f"- load average (1/5/15 min) before {load[0][0]:.2f}/{load[0][1]:.2f}/{load[0][2]:.2f}, after "
         f"{load[1][0]:.2f}/{load[1][1]:.2f}/{load[1][2]:.2f} — the machine is shared; models of a group are "
         "interleaved round by round so that load hits them alike",
-        "- s/step: min / median over the rounds; img/s = batch / min; ratios use the min",
+        f"- clock: {'process CPU time (time.process_time)' if args.clock == 'cpu' else 'wall (time.perf_counter)'}; "
+        "s/step: min / median over the rounds; img/s = batch / min; ratios use the min; the wall-clock min is "
+        "listed too",
         "- peak memory: " + ("`torch.cuda.max_memory_allocated` of one step (weights excluded)" if device.type == "cuda"
-                             else "one step in a fresh subprocess, `ru_maxrss` minus the RSS after building the "
-                                  "model and input (activations + gradients + allocator caches; weights excluded)"),
+                             else "one step in a fresh subprocess, peak RSS (`VmHWM`, reset after building the model "
+                                  "and input) minus the RSS before the step (activations + gradients + allocator caches; "
+                                  "weights excluded)"),
         "",
     ]
     sizes = sorted({r.size for r in results})
@@ -362,21 +394,23 @@ def write_report(path: Path, results: list[Result], skipped: list[Skipped], args
     targets: list[str] = []
     for size in sizes:
         lines += [f"## {size}×{size}", "",
-                  "| group | implementation | s/step (min / median) | img/s | peak MB | speed vs official | time vs baseline | note |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| group | implementation | s/step (min / median) | wall s/step (min) | img/s | peak MB | "
+                  "speed vs official | time vs baseline | note |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for group in groups:
             rows = [r for r in results if r.size == size and r.entry.group == group]
             off = next((r for r in rows if r.entry.role == "official" and r.times), None)
             base = next((r for r in rows if r.entry.role == "baseline" and r.times), None)
             for r in rows:
                 if r.error or not r.times:
-                    lines.append(f"| {group} | {r.entry.label} | failed | | | | | {r.error} |")
+                    lines.append(f"| {group} | {r.entry.label} | failed | | | | | | {r.error} |")
                     continue
                 ips = args.batch / r.best
                 vs_off = f"{off.best / r.best:.2f}×" if off else "n/a"
                 vs_base = f"{r.best / base.best:.2f}×" if base else "n/a"
                 mem = f"{r.peak_mb:.0f}" if r.peak_mb is not None else "—"
-                lines.append(f"| {group} | {r.entry.label} | {r.best:.3f} / {r.median:.3f} | {ips:.2f} | {mem} | "
+                lines.append(f"| {group} | {r.entry.label} | {r.best:.3f} / {r.median:.3f} | {min(r.wall):.3f} | "
+                             f"{ips:.2f} | {mem} | "
                              f"{vs_off} | {vs_base} | {r.entry.note} |")
                 if r.entry.role == "rsbench":
                     if off:
@@ -389,14 +423,17 @@ def write_report(path: Path, results: list[Result], skipped: list[Skipped], args
                                        f"**{'met' if t <= 1.2 else 'NOT met'}**")
             for s in skipped:
                 if s.group == group:
-                    lines.append(f"| {group} | {s.label} | skipped | | | | | {s.reason} |")
+                    lines.append(f"| {group} | {s.label} | skipped | | | | | | {s.reason} |")
         lines.append("")
     if targets:
         lines += ["## Targets", ""] + targets + [""]
     if args.notes:
         lines += ["## Notes", "", Path(args.notes).read_text().strip(), ""]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
+    text = "\n".join(lines)
+    if args.append and path.is_file():
+        text = path.read_text().rstrip() + "\n\n---\n\n" + text.replace("# Backbone benchmark", "# Run", 1)
+    path.write_text(text)
     print(f"wrote {path}")
 
 
@@ -409,6 +446,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"])
     ap.add_argument("--variant", default="cls", choices=["cls", "seg", "det", "cd"])
     ap.add_argument("--families", nargs="*", default=None, help="e.g. vit internimage (default: all)")
     ap.add_argument("--groups", nargs="*", default=None, help="e.g. ViT-B (default: all)")
@@ -417,6 +455,7 @@ def main() -> None:
     ap.add_argument("--child-timeout", type=int, default=1200)
     ap.add_argument("--notes", default=None, help="markdown file appended under '## Notes'")
     ap.add_argument("--out", default=str(ROOT / "results" / "bench_backbones.md"))
+    ap.add_argument("--append", action="store_true", help="append this run to --out instead of replacing it")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child-size", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -291,9 +291,9 @@ class RotatedVariedSizeWindowAttention(nn.Module):
         kv = kv.permute(0, 4, 3, 5, 1, 2)  # (B, nH, 2, d, H, W)
         kv = F.pad(kv, (left, pad_w - left, top, pad_h - top)).reshape(B * nH, 2 * d, Hp, Wp)
         kv = F.grid_sample(kv, grid.to(kv.dtype), mode="bilinear", padding_mode="zeros", align_corners=True)
-        kv = kv.view(B * nH, 2, d, nW, ws * ws).to(x.dtype)
-        k = kv[:, 0].permute(0, 2, 3, 1)  # (B·nH, nW, 49, d)
-        v = kv[:, 1].permute(0, 2, 3, 1)
+        k, v = kv.view(B * nH, 2, d, nW, ws * ws).to(x.dtype).unbind(1)
+        k = k.permute(0, 2, 3, 1)  # (B·nH, nW, 49, d)
+        v = v.permute(0, 2, 3, 1)
         # q on the regular window grid: (B·nH, nW, 49, d)
         q = q.squeeze(3)
         if pad_h or pad_w:
@@ -418,8 +418,8 @@ class VitRVSA(nn.Module):
         if embed_dim % num_heads:
             raise ConfigError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
         out_indices = [int(i) for i in out_indices]
-        if any(not 0 <= i < depth for i in out_indices):
-            raise ConfigError(f"out_indices {out_indices} outside the {depth} blocks")
+        if any(not 0 <= i < depth for i in out_indices) or len(set(out_indices)) != len(out_indices):
+            raise ConfigError(f"out_indices {out_indices}: expected distinct block indices in [0, {depth})")
         fpn = variant in ("seg", "det")
         if fpn and len(out_indices) != 4:
             raise ConfigError(f"variant {variant!r} maps 4 out_indices through fpn1..4, got {out_indices}")
@@ -436,10 +436,6 @@ class VitRVSA(nn.Module):
         self.interval = interval
         self.out_indices = out_indices
         self.grad_ckpt = grad_ckpt
-        self.arch = dict(
-            embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
-            out_indices=out_indices, interval=interval,
-        )
 
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
         self.pos_embed = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1], embed_dim))
@@ -694,13 +690,45 @@ def _build(
     return model
 
 
+_BUILDER_DOC = """
+
+    ``img_size``: the (fixed) input size; ``pretrained``: None, a checkpoint path, or ``"mtp"`` for the
+    released encoder under ``weights_dir`` (default ``$RSBENCH_WEIGHTS`` or ``weights/``);
+    ``variant``: cls | cd | seg | det (module docstring); ``drop_path_rate``: linear stochastic depth
+    (0.3 in every MTP finetune recipe); ``allow_missing``, ``in_chans_adapt``: loader options;
+    ``grad_ckpt``: activation checkpointing per block (ViT-L at 800-1024 px); any architecture
+    keyword of :class:`VitRVSA` (``embed_dim``, ``depth``, ``num_heads``, ``out_indices``,
+    ``interval``, ``mlp_ratio``, ...) overrides the layout (tests build tiny ones).
+    """
+
+
 @BACKBONES.register("vitb_rvsa")
-def vitb_rvsa(*, img_size: int | Sequence[int], in_chans: int = 3, pretrained: str | None = None, **kw: Any) -> VitRVSA:
-    """ViT-B + RVSA (768/12/12, interval 3, out_indices [3, 5, 7, 11]); MTP weights: ``pretrained=mtp``."""
-    return _build("vitb_rvsa", img_size=img_size, in_chans=in_chans, pretrained=pretrained, **kw)
+def vitb_rvsa(
+    img_size: int | Sequence[int],
+    in_chans: int = 3,
+    pretrained: str | Path | None = None,
+    variant: str = "cls",
+    drop_path_rate: float = 0.3,
+    weights_dir: str | Path | None = None,
+    **arch_kw: Any,
+) -> VitRVSA:
+    return _build("vitb_rvsa", img_size=img_size, in_chans=in_chans, pretrained=pretrained, variant=variant,
+                  drop_path_rate=drop_path_rate, weights_dir=weights_dir, **arch_kw)
 
 
 @BACKBONES.register("vitl_rvsa")
-def vitl_rvsa(*, img_size: int | Sequence[int], in_chans: int = 3, pretrained: str | None = None, **kw: Any) -> VitRVSA:
-    """ViT-L + RVSA (1024/24/16, interval 6, out_indices [7, 11, 15, 23]); MTP weights: ``pretrained=mtp``."""
-    return _build("vitl_rvsa", img_size=img_size, in_chans=in_chans, pretrained=pretrained, **kw)
+def vitl_rvsa(
+    img_size: int | Sequence[int],
+    in_chans: int = 3,
+    pretrained: str | Path | None = None,
+    variant: str = "cls",
+    drop_path_rate: float = 0.3,
+    weights_dir: str | Path | None = None,
+    **arch_kw: Any,
+) -> VitRVSA:
+    return _build("vitl_rvsa", img_size=img_size, in_chans=in_chans, pretrained=pretrained, variant=variant,
+                  drop_path_rate=drop_path_rate, weights_dir=weights_dir, **arch_kw)
+
+
+vitb_rvsa.__doc__ = "ViT-B + RVSA: 768 wide, 12 blocks, 12 heads, interval 3, out_indices [3, 5, 7, 11]." + _BUILDER_DOC
+vitl_rvsa.__doc__ = "ViT-L + RVSA: 1024 wide, 24 blocks, 16 heads, interval 6, out_indices [7, 11, 15, 23]." + _BUILDER_DOC
