@@ -169,8 +169,8 @@ class _DCNv3Sample(torch.autograd.Function):
             ctx.samples = None
         ctx.save_for_backward(inp, grid, mask)
         ctx.geom = (N, H, W, C, group, pad_h, pad_w, Ho, Wo)
-        # (B, Cg, T, l) -> (N, Ho, Wo, G*Cg)
-        return out.view(N, group, Cg, Ho, Wo).permute(0, 3, 4, 1, 2).reshape(N, Ho, Wo, C)
+        # (B, Cg, T, l) -> (N, Ho, Wo, G*Cg); for N == 1 the reshape alone would be a strided view
+        return out.view(N, group, Cg, Ho, Wo).permute(0, 3, 4, 1, 2).reshape(N, Ho, Wo, C).contiguous()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -180,7 +180,9 @@ class _DCNv3Sample(torch.autograd.Function):
         B, T, P, l, _ = grid.shape
         Cg = C // group
         need_x, need_grid, need_mask = ctx.needs_input_grad[:3]
-        g = grad_out.reshape(N, Ho, Wo, group, Cg).permute(0, 3, 4, 1, 2).reshape(B, Cg, T, 1, l)
+        # contiguous (B, Cg, T, 1, l): every op below reads it; for N == 1 the reshape alone would
+        # be a view with channel stride C (several times slower to read)
+        g = grad_out.reshape(N, Ho, Wo, group, Cg).permute(0, 3, 4, 1, 2).reshape(B, Cg, T, 1, l).contiguous()
         grad_mask = grad_x = grad_grid = None
         if need_mask:
             s = ctx.samples
@@ -207,6 +209,7 @@ class _DCNv3Sample(torch.autograd.Function):
                     gi.view(N, group, Cg, Hp, Wp)[:, :, :, pad_h:pad_h + H, pad_w:pad_w + W]
                     .permute(0, 3, 4, 1, 2)
                     .reshape(N, H, W, C)
+                    .contiguous()
                 )
             if need_grid:
                 grad_grid = gg.view(B, T, P, l, 2)
