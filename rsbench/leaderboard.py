@@ -137,6 +137,30 @@ def render_markdown(main: pd.DataFrame, sample: pd.DataFrame, bad: pd.DataFrame)
     return "\n".join(out) + "\n"
 
 
+def plot_vs_paper(main: pd.DataFrame, path: Path) -> Path | None:
+    """Bar chart of Δ vs the paper (mean ± std over seeds) for every row that has a paper value."""
+    rows = main[main["paper"].notna()] if len(main) else main
+    if not len(rows):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r.task}/{r.dataset}/{r.backbone} ({r.tag})" for r in rows.itertuples()]
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(rows) + 1.2))
+    ax.barh(labels, rows["diff"], xerr=rows["std"].fillna(0), color=["tab:green" if d >= 0 else "tab:red" for d in rows["diff"]])
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlabel("rsbench − paper (metric points; error bar: std over seeds)")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
 def write_leaderboard(results_dir: str | Path, runs_dir: str | Path | None = None,
                       paper_csv: str | Path = PAPER_CSV) -> dict[str, Path]:
     results_dir = Path(results_dir)
@@ -145,8 +169,15 @@ def write_leaderboard(results_dir: str | Path, runs_dir: str | Path | None = Non
     csv_path, md_path = results_dir / "leaderboard.csv", results_dir / "leaderboard.md"
     main_csv = pd.concat([main.assign(data="real"), sample.assign(data="sample")], ignore_index=True) if len(sample) else main.assign(data="real")
     atomic_write_text(csv_path, main_csv.to_csv(index=False))
-    atomic_write_text(md_path, render_markdown(main, sample, bad))
-    return {"csv": csv_path, "md": md_path}
+    md = render_markdown(main, sample, bad)
+    png = plot_vs_paper(main, results_dir / "leaderboard.png")
+    if png is not None:
+        md = md.replace("\n\n", "\n\n![rsbench − paper](leaderboard.png)\n\n", 1)
+    atomic_write_text(md_path, md)
+    out = {"csv": csv_path, "md": md_path}
+    if png is not None:
+        out["png"] = png
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -38,6 +38,7 @@ def board(tmp_path):
                      "cls,eurosat,OA,vitb_rvsa,MAE+MTP,98.76,paper\n"
                      "cd,levir,F1,vitl_rvsa,MAE+MTP,92.67,paper\n")
     out = write_leaderboard(tmp_path, runs, paper)
+    assert out["png"].stat().st_size > 0 and "![rsbench − paper](leaderboard.png)" in out["md"].read_text()
     return pd.read_csv(out["csv"]), out["md"].read_text()
 
 
