@@ -125,6 +125,19 @@ def test_wrong_input_size_raises():
         m(torch.randn(1, 3, 256, 256))
 
 
+def test_bad_configurations_are_config_errors():
+    from rsbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="7x7 tokens"):
+        _tiny(img=96)  # the official code would divide by 96 // 16 // 7 = 0
+    with pytest.raises(ConfigError, match="variant"):
+        _tiny(variant="mask")
+    with pytest.raises(ConfigError, match="out_indices"):
+        _tiny(variant="seg", out_indices=[0, 1, 3])
+    with pytest.raises(ConfigError, match="out_indices"):
+        _tiny(out_indices=[1, 1, 2, 3])
+
+
 def test_non_rgb_input_and_registry_kwargs():
     m = build_backbone("vitl_rvsa", img_size=128, in_chans=13, variant="seg", drop_path_rate=0.1, **TINY)
     assert m.patch_embed.proj.weight.shape[1] == 13

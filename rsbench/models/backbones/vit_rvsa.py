@@ -428,6 +428,11 @@ class VitRVSA(nn.Module):
             raise ConfigError(f"vit_rvsa img_size {img_size} must be a multiple of {patch_size}")
         self.img_size = hw
         self.grid = (hw[0] // patch_size, hw[1] // patch_size)
+        if min(self.grid) < WINDOW and any((i + 1) % interval for i in range(depth)):
+            raise ConfigError(
+                f"vit_rvsa img_size {hw}: RVSA needs at least {WINDOW}x{WINDOW} tokens ({WINDOW * patch_size} px); "
+                f"the official code divides the window offsets by tokens // {WINDOW} (inf below that)"
+            )
         self.variant = variant
         self.in_chans = in_chans
         self.embed_dim = embed_dim
