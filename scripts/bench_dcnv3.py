@@ -1,7 +1,8 @@
 """Op-level benchmark: rsbench's DCNv3 core vs the official pure-PyTorch core, on CPU.
 
     python scripts/bench_dcnv3.py --official-root PATH [--sizes 224 512 800] [--batch 1]
-                                  [--passes 3] [--repeats 3] [--threads N] [--append]
+                                  [--passes 3] [--repeats 3] [--threads N] [--clock wall|cpu]
+                                  [--append]
                                   [--out results/bench_dcnv3.md]
 
 ``PATH`` holds the official ``intern_image.py`` and ``ops_dcnv3/`` (see
@@ -10,10 +11,12 @@ For every input size the four InternImage-XL stage shapes are timed — input ``
 with C = 192, 384, 768, 1536 and G = 12, 24, 48, 96 groups of 16 channels, 3x3 kernel,
 offset_scale 2.0 — with random inputs, offsets (std 2 px) and softmaxed masks:
 
-* forward + backward wall time (one fixed output gradient; gradients w.r.t. input, offset and
-  mask), min and median over ``--passes`` sweeps over all shapes, each with ``--repeats``
+* forward + backward time (``--clock wall``: ``time.perf_counter``; ``--clock cpu``: process
+  CPU time, which with ``--threads 1`` leaves out time spent waiting for a core on a shared
+  machine) for one fixed output gradient (gradients w.r.t. input, offset and mask), min and
+  median over ``--passes`` sweeps over all shapes, each with ``--repeats``
   interleaved runs after one warm-up run per implementation;
-* forward-only wall time under ``torch.no_grad`` (inference);
+* forward-only time under ``torch.no_grad`` (inference);
 * peak memory allocated by PyTorch during forward + backward, above what existed before (the
   CPU allocator's "Total Allocated" from ``torch.profiler(profile_memory=True)``);
 * the largest absolute difference from the official core, output and all three gradients.
@@ -99,6 +102,9 @@ def alloc_profile(fn) -> tuple[int, int]:
     return max(e["args"]["Total Allocated"] for e in mem) - start, mem[-1]["args"]["Total Allocated"] - start
 
 
+CLOCK = time.perf_counter
+
+
 def bench_shape(impls: dict, batch: int, hw: int, C: int, G: int, repeats: int, seed: int,
                 measure_memory: bool) -> dict:
     """Times (lists of seconds) for every implementation; with ``measure_memory`` also the peak
@@ -115,15 +121,15 @@ def bench_shape(impls: dict, batch: int, hw: int, C: int, G: int, repeats: int, 
             calls[k](x, offset, mask)
     for _ in range(repeats):
         for k in impls:
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             fwd_bwd(calls[k], leaves[k], grad_out)
-            row[k]["fb"].append(time.perf_counter() - t0)
+            row[k]["fb"].append(CLOCK() - t0)
     for _ in range(repeats):
         for k in impls:
             with torch.no_grad():
-                t0 = time.perf_counter()
+                t0 = CLOCK()
                 calls[k](x, offset, mask)
-                row[k]["fwd"].append(time.perf_counter() - t0)
+                row[k]["fwd"].append(CLOCK() - t0)
     if measure_memory:
         ref = outs["official"]
         for k in impls:
@@ -170,12 +176,20 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per implementation and shape in a pass")
     ap.add_argument("--passes", type=int, default=3, help="sweeps over all shapes; times are pooled over passes")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="wall: time.perf_counter; cpu: process CPU time (time.process_time) - with --threads 1 it "
+                         "leaves out the time the process waits for a core, the stable choice on a shared machine")
     ap.add_argument("--no-recompute", action="store_true", help="skip the recompute=True variant")
     ap.add_argument("--out", default=str(ROOT / "results" / "bench_dcnv3.md"))
     ap.add_argument("--append", action="store_true", help="add this run as a section to an existing --out file")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.clock == "cpu":
+        global CLOCK
+        CLOCK = time.process_time
+        if torch.get_num_threads() > 1:
+            print("warning: --clock cpu with several threads also counts their spin-waiting", flush=True)
     official = load_official(args.official_root)
     impls = {"official": (official.dcnv3_core_pytorch, {}), "rsbench": (dcnv3_core, {})}
     if not args.no_recompute:
@@ -210,7 +224,8 @@ def write_report(args, impls, rows, load_start, load_end, elapsed, commit) -> No
     rc = names[2] if len(names) > 2 else None
     cmd = "python scripts/bench_dcnv3.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     lines = [
-        f"## {torch.get_num_threads()} torch thread(s), batch {args.batch}",
+        f"## {torch.get_num_threads()} torch thread(s), batch {args.batch}, "
+        + ("process CPU time" if args.clock == "cpu" else "wall-clock time"),
         "",
         f"Command: `{cmd}`",
         "",
@@ -218,10 +233,12 @@ def write_report(args, impls, rows, load_start, load_end, elapsed, commit) -> No
         f"{torch.get_num_threads()} torch threads, {os.cpu_count()} logical CPUs ({cpu_name()})",
         f"- official code: github.com/ViTAE-Transformer/MTP @ {commit}, `dcnv3_core_pytorch`",
         f"- load average (1 min) {load_start[0]:.1f} at start, {load_end[0]:.1f} at end; other jobs share this "
-        f"machine, so wall times are the min (and median) of {args.repeats * args.passes} runs ({args.passes} sweeps over "
+        f"machine, so times are the min (and median) of {args.repeats * args.passes} runs ({args.passes} sweeps over "
         f"all shapes x {args.repeats} interleaved runs); took {elapsed:.0f} s",
         "",
-        "Time, ms (forward + backward unless noted):",
+        "Time, ms ("
+        + ("process CPU time, `time.process_time`" if args.clock == "cpu" else "wall clock, `time.perf_counter`")
+        + "; forward + backward unless noted):",
         "",
         "| input | stage | H=W, C, G | official min / med | rsbench min / med | speed-up |"
         + (" rsbench recompute min |" if rc else "") + " fwd only (no_grad) official / rsbench |",
