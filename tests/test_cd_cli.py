@@ -82,7 +82,7 @@ def test_user_example_with_a_tiny_vit(tmp_path):
     run_rsbench(["task=cd", "dataset=levir", "backbone=vitl_rvsa", "backbone.pretrained=none", "dataset.sample=true",
                  "+backbone.kwargs.embed_dim=32", "+backbone.kwargs.depth=4", "+backbone.kwargs.num_heads=2",
                  "+backbone.kwargs.out_indices=[0,1,2,3]", "+backbone.kwargs.interval=2",
-                 "data.img_size=64", "dataset.kwargs.tile=64", *[a for a in TINY_CD if not a.startswith("data.img_size")]],
+                 "data.img_size=112", "dataset.kwargs.tile=112", *[a for a in TINY_CD if not a.startswith("data.img_size")]],
                 tmp_path, env=ENV)
     rec = _record(tmp_path, "levir", "vitl_rvsa")
     assert rec["status"] == "ok" and rec["pretrain"] == "none" and 0 <= rec["metrics"]["F1"] <= 100

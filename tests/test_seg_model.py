@@ -137,10 +137,10 @@ def test_task_forward_loss_and_inference():
 
 
 def test_vit_rvsa_seg_pyramid_plugs_into_upernet():
-    task = _task("vitb_rvsa", img_size=64).eval()
+    task = _task("vitb_rvsa", img_size=112).eval()  # the ViT needs ≥ 7×7 tokens
     assert task.backbone.out_strides == [4, 8, 16, 32]
     with torch.no_grad():
-        assert task.infer(torch.randn(1, 3, 70, 90)).shape == (1, 3, 70, 90)  # windows of exactly 64²
+        assert task.infer(torch.randn(1, 3, 120, 130)).shape == (1, 3, 120, 130)  # windows of exactly 112²
 
 
 # -- metrics ----------------------------------------------------------------------------------
