@@ -390,10 +390,15 @@ def internimage_xl(
     weights_dir: str | Path | None = None,
     allow_missing: bool = False,
     layer_decay_mode: str = "official",
+    variant: str | None = None,
     **arch_kw: Any,
 ) -> InternImage:
-    """InternImage-XL as in MTP; ``pretrained``: ``None``, ``"mtp"`` or a checkpoint path."""
-    del img_size  # fully convolutional
+    """InternImage-XL as in MTP; ``pretrained``: ``None``, ``"mtp"`` or a checkpoint path.
+
+    ``variant`` (a task's wish for raw maps or a pyramid) is accepted and ignored: every MTP task
+    uses InternImage's four levels at strides 4–32 as they are.
+    """
+    del img_size, variant  # fully convolutional; one output layout for all tasks
     kw = {**XL_ARCH, **arch_kw}
     model = InternImage(in_chans=in_chans, layer_decay_mode=layer_decay_mode, **kw)
     path = resolve_weights("internimage_xl", pretrained, weights_dir)
