@@ -23,14 +23,6 @@ from rsbench.errors import DataError
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: tiny tensors gain nothing from two, and a busy 2-core machine makes
-    OpenMP's spinning threads 50× slower."""
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
 
 
 def _copy(samples, name: str, tmp_path: Path, **kw) -> Path:

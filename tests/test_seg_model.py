@@ -12,14 +12,6 @@ from rsbench.metrics.segmentation import seg_metrics
 from rsbench.models.slide_inference import dense_inference, slide_inference, whole_inference, window_grid
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: tiny tensors gain nothing from two, and a busy 2-core machine makes
-    OpenMP's spinning threads 50× slower."""
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
 
 
 # -- sliding-window inference -----------------------------------------------------------------

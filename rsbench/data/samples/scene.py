@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -19,22 +20,43 @@ def _split(names: list[str], rng: np.random.Generator, fractions: tuple[float, .
     return [list(p) for p in np.split(np.array(perm, dtype=object), cuts)]
 
 
+def _write_scene(base: Path, classes: tuple[str, ...], per_class: int, rng: np.random.Generator,
+                 fractions: dict[str, float], file_name: Callable[[str, int], str],
+                 save: Callable[[Path, int], None], listed_name: Callable[[str], str] = lambda n: n) -> dict[str, list[str]]:
+    """One folder per class under ``base``; returns a per-class stratified split of the names."""
+    splits: dict[str, list[str]] = {k: [] for k in fractions}
+    for label, cls in enumerate(classes):
+        (base / cls).mkdir(parents=True, exist_ok=True)
+        names = []
+        for n in range(1, per_class + 1):
+            name = file_name(cls, n)
+            save(base / cls / name, label)
+            names.append(listed_name(name))
+        for k, part in zip(splits, _split(names, rng, tuple(fractions.values()))):
+            splits[k] += part
+    return splits
+
+
+def _write_lists(folder: Path, prefix: str, splits: dict[str, list[str]]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, names in splits.items():
+        (folder / f"{prefix}{k}.txt").write_text("\n".join(sorted(names)) + "\n")
+
+
+EUROSAT_FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
+
+
 @SAMPLES.register("eurosat")
 def eurosat(root: Path, *, seed: int = 0, per_class: int = 10, size: int = 64) -> Path:
     """``root/2750/<Class>/<Class>_<n>.jpg`` plus TorchGeo-style ``eurosat-{train,val,test}.txt``."""
     rng = np.random.default_rng(seed)
-    splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
-    for label, cls in enumerate(EUROSAT_CLASSES):
-        d = root / "2750" / cls
-        d.mkdir(parents=True, exist_ok=True)
-        names = []
-        for n in range(1, per_class + 1):
-            Image.fromarray(class_image(rng, label, 10, size)).save(d / f"{cls}_{n}.jpg", quality=95)
-            names.append(f"{cls}_{n}.jpg")
-        for k, part in zip(splits, _split(names, rng, (0.6, 0.2, 0.2))):
-            splits[k] += part
-    for k, names in splits.items():
-        (root / f"eurosat-{k}.txt").write_text("\n".join(sorted(names)) + "\n")
+
+    def save(path: Path, label: int) -> None:
+        Image.fromarray(class_image(rng, label, 10, size)).save(path, quality=95)
+
+    splits = _write_scene(root / "2750", EUROSAT_CLASSES, per_class, rng, EUROSAT_FRACTIONS,
+                          lambda c, n: f"{c}_{n}.jpg", save)
+    _write_lists(root, "eurosat-", splits)
     return root
 
 
@@ -49,23 +71,18 @@ def eurosat_ms(root: Path, *, seed: int = 0, per_class: int = 5, size: int = 64)
     from rasterio.transform import from_origin
 
     rng = np.random.default_rng(seed)
-    splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
-    base = root / "ds/images/remote_sensing/otherDatasets/sentinel_2/tif"
-    for label, cls in enumerate(EUROSAT_CLASSES):
-        d = base / cls
-        d.mkdir(parents=True, exist_ok=True)
-        names = []
-        for n in range(1, per_class + 1):
-            img = class_image(rng, label, 10, size, channels=13, dtype=np.uint16, scale=3000.0)
-            profile = dict(driver="GTiff", width=size, height=size, count=13, dtype="uint16",
-                           crs="EPSG:32632", transform=from_origin(500000, 5000000, 10, 10), interleave="pixel")
-            with rasterio.open(d / f"{cls}_{n}.tif", "w", **profile) as dst:
-                dst.write(img.transpose(2, 0, 1))
-            names.append(f"{cls}_{n}.jpg")
-        for k, part in zip(splits, _split(names, rng, (0.6, 0.2, 0.2))):
-            splits[k] += part
-    for k, names in splits.items():
-        (root / f"eurosat-{k}.txt").write_text("\n".join(sorted(names)) + "\n")
+    profile = dict(driver="GTiff", width=size, height=size, count=13, dtype="uint16",
+                   crs="EPSG:32632", transform=from_origin(500000, 5000000, 10, 10), interleave="pixel")
+
+    def save(path: Path, label: int) -> None:
+        img = class_image(rng, label, 10, size, channels=13, dtype=np.uint16, scale=3000.0)
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(img.transpose(2, 0, 1))
+
+    splits = _write_scene(root / "ds/images/remote_sensing/otherDatasets/sentinel_2/tif", EUROSAT_CLASSES,
+                          per_class, rng, EUROSAT_FRACTIONS, lambda c, n: f"{c}_{n}.tif", save,
+                          listed_name=lambda n: n.replace(".tif", ".jpg"))
+    _write_lists(root, "eurosat-", splits)
     return root
 
 
@@ -74,17 +91,11 @@ def resisc45(root: Path, *, seed: int = 0, per_class: int = 5, size: int = 64) -
     """``root/NWPU-RESISC45/<class>/<class>_<NNN>.jpg`` (all 45 classes, small images) plus
     split files ``root/splits/{train,test}.txt`` (20/80 per class) for ``dataset.split_dir``."""
     rng = np.random.default_rng(seed)
-    splits: dict[str, list[str]] = {"train": [], "test": []}
-    for label, cls in enumerate(RESISC_CLASSES):
-        d = root / "NWPU-RESISC45" / cls
-        d.mkdir(parents=True, exist_ok=True)
-        names = []
-        for n in range(1, per_class + 1):
-            Image.fromarray(class_image(rng, label, 45, size)).save(d / f"{cls}_{n:03d}.jpg", quality=95)
-            names.append(f"{cls}_{n:03d}.jpg")
-        for k, part in zip(splits, _split(names, rng, (0.2, 0.8))):
-            splits[k] += part
-    (root / "splits").mkdir(exist_ok=True)
-    for k, names in splits.items():
-        (root / "splits" / f"{k}.txt").write_text("\n".join(sorted(names)) + "\n")
+
+    def save(path: Path, label: int) -> None:
+        Image.fromarray(class_image(rng, label, 45, size)).save(path, quality=95)
+
+    splits = _write_scene(root / "NWPU-RESISC45", RESISC_CLASSES, per_class, rng, {"train": 0.2, "test": 0.8},
+                          lambda c, n: f"{c}_{n:03d}.jpg", save)
+    _write_lists(root / "splits", "", splits)
     return root
