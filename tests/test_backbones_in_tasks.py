@@ -37,3 +37,26 @@ def test_backbone_in_task(tmp_path, task, backbone):
     rec = json.loads(recs[0].read_text())
     assert rec["status"] == "ok" and rec["backbone"] == backbone
     assert 0.0 <= rec["metrics"][rec["metric"]] <= 100.0
+
+
+def test_user_example_with_released_layout_weights(tmp_path):
+    """``task=cd dataset=levir backbone=vitl_rvsa`` with ``pretrained=mtp`` (the default) once a file
+    with the released name and key layout sits in the weights folder: it loads and trains."""
+    import torch
+
+    from rsbench.models import build_backbone
+
+    arch = {"embed_dim": 32, "depth": 4, "num_heads": 2, "out_indices": [0, 1, 2, 3], "interval": 2}
+    # the release: the pretraining encoder (fpn ops, final norm) at a 224 grid, under 'state_dict'
+    enc = build_backbone("vitl_rvsa", img_size=224, variant="seg", **arch)
+    sd = {k: v.clone() for k, v in enc.state_dict().items()}
+    sd["norm.weight"], sd["norm.bias"] = torch.ones(32), torch.zeros(32)
+    (tmp_path / "weights").mkdir()
+    torch.save({"epoch": 1, "iteration": 10, "state_dict": sd, "optimizer": {}},
+               tmp_path / "weights" / "last_vit_l_rvsa_ss_is_rd_pretrn_model_encoder.pth")
+    kw = [f"+backbone.kwargs.{k}={v}".replace(" ", "") for k, v in arch.items()]
+    run_rsbench(["task=cd", "dataset=levir", "backbone=vitl_rvsa", *kw, *COMMON, *TASKS["cd"][1:]], tmp_path)
+    rec = json.loads((tmp_path / "results/runs/cd/levir/vitl_rvsa/default-s0/metrics.json").read_text())
+    assert rec["status"] == "ok" and rec["pretrain"] == "MAE+MTP"
+    log = (tmp_path / "results/runs/cd/levir/vitl_rvsa/default-s0/run.log").read_text()
+    assert "pretrained weights:" in log and "missing 0" in log
