@@ -53,7 +53,7 @@ def test_task_follows_dataset_and_finished_run_is_skipped(tmp_path, samples):
     assert "already finished" in again.stdout
     changed = run_rsbench(args + ["optim.lr=1e-2"], tmp_path, check=False)
     assert changed.returncode == 2 and "different config" in changed.stdout + changed.stderr
-    tagged = run_rsbench(args + ["optim.lr=1e-2", "tag=lr1e-2"], tmp_path)
+    run_rsbench(args + ["optim.lr=1e-2", "tag=lr1e-2"], tmp_path)
     assert _record(tmp_path, "cls", "eurosat", "resnet18", "lr1e-2-s0")["status"] == "ok"
 
 

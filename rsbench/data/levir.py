@@ -3,7 +3,6 @@ Texas), building change; official split 445 / 64 / 128 pairs."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from rsbench.data.change import ChangeDataset, Pair, find_flat, find_split_folders, index_folder, list_file_names, match_triplets
 from rsbench.data.registry import DATASETS

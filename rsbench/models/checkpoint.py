@@ -8,12 +8,15 @@ position-embedding interpolation) live with each backbone and call these helpers
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import resample_abs_pos_embed
 
 from rsbench.errors import WeightsError
 
@@ -96,3 +99,39 @@ def load_state_dict_checked(
             "backbone.allow_missing=true)"
         )
     return report
+
+
+def select_encoder_keys(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Whole MTP model → its ``encoder.*``; finetuned mm model → its ``backbone.*``; else as is.
+
+    Returns the backbone's tensors (prefix removed) and the names of the others (decoders, heads).
+    """
+    sd = {strip_prefix(k, "module."): v for k, v in sd.items()}
+    for prefix in ("encoder.", "backbone."):
+        if any(k.startswith(prefix) for k in sd):
+            kept = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+            return kept, [k for k in sd if not k.startswith(prefix)]
+    return dict(sd), []
+
+
+def resize_rel_pos(table: torch.Tensor, length: int) -> torch.Tensor:
+    """(L_old, d) → (length, d): the official bicubic resize of a (1, 1, L, d) image."""
+    if table.shape[0] == length:
+        return table
+    old = table.float().reshape(1, 1, table.shape[0], table.shape[1])
+    new = F.interpolate(old, size=(length, table.shape[1]), mode="bicubic", align_corners=False)
+    return new.reshape(length, table.shape[1]).to(table.dtype)
+
+
+def resize_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], num_extra_tokens: int = 0) -> torch.Tensor:
+    """Drop ``num_extra_tokens`` leading tokens and resize the square grid bicubically to ``grid``."""
+    pos = pos_embed[:, num_extra_tokens:]
+    n = pos.shape[1]
+    side = int(math.isqrt(n))
+    if side * side != n:
+        raise WeightsError(f"pos_embed with {n} grid tokens is not a square grid")
+    if (side, side) == tuple(grid):
+        return pos
+    return resample_abs_pos_embed(
+        pos, new_size=list(grid), old_size=[side, side], num_prefix_tokens=0, interpolation="bicubic", antialias=False
+    )

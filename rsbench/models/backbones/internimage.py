@@ -68,7 +68,7 @@ import torch.utils.checkpoint as torch_checkpoint
 from timm.layers import DropPath, trunc_normal_
 
 from rsbench.errors import ConfigError
-from rsbench.models.checkpoint import LoadReport, load_state_dict_checked, read_state_dict, strip_prefix
+from rsbench.models.checkpoint import LoadReport, load_state_dict_checked, read_state_dict, select_encoder_keys
 from rsbench.models.ops.dcnv3 import DCNv3
 from rsbench.models.registry import BACKBONES
 from rsbench.models.weights import resolve_weights
@@ -362,16 +362,14 @@ class InternImage(nn.Module):
     def load_pretrained(self, path: str | Path, *, allow_missing: bool = False) -> LoadReport:
         """Load a released checkpoint (official rules plus the two safeguards in the docstring)."""
         sd = read_state_dict(path)  # state_dict | model | raw; 'module.' stripped
-        sd = {strip_prefix(k, "backbone."): v for k, v in sd.items()}
-        ignored: list[str] = []
-        if any(k.startswith("encoder.") for k in sd):
-            ignored = [k for k in sd if not k.startswith("encoder.")]
-            sd = {k[len("encoder."):]: v for k, v in sd.items() if k.startswith("encoder.")}
+        sd, ignored = select_encoder_keys(sd)  # encoder.* of a whole MTP model, backbone.* of a finetuned one
+        if ignored:
             log.info(
-                "%s is a whole MTP model file: loading its encoder.* weights, ignoring %d decoder/head "
-                "tensors (the official loader needs the *_encoder.pth file instead)", path, len(ignored),
+                "%s holds more than the encoder: loading its encoder.*/backbone.* weights, ignoring %d "
+                "decoder/head tensors", path, len(ignored),
             )
         report = load_state_dict_checked(self, sd, path=str(path), allow_missing=allow_missing)
+        report.ignored = ignored
         self.load_report = report
         log.info("%s", report.summary())
         if report.unexpected:

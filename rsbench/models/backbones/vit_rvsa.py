@@ -55,7 +55,6 @@ Checkpoints (:func:`load_vit_rvsa_checkpoint`) — the official ``init_weights``
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -63,11 +62,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
-from timm.layers import DropPath, Mlp, resample_abs_pos_embed, trunc_normal_
+from timm.layers import DropPath, Mlp, trunc_normal_
 from timm.models._manipulate import adapt_input_conv
 
-from rsbench.errors import ConfigError, WeightsError
-from rsbench.models.checkpoint import LoadReport, load_state_dict_checked, read_state_dict, strip_prefix
+from rsbench.errors import ConfigError
+from rsbench.models.checkpoint import (
+    LoadReport, load_state_dict_checked, read_state_dict, resize_pos_embed, resize_rel_pos, select_encoder_keys,
+)
 from rsbench.models.registry import BACKBONES
 
 VARIANTS = ("cls", "cd", "seg", "det")
@@ -493,7 +494,6 @@ class VitRVSA(nn.Module):
                 f"global rel-pos are not resized at run time, as in the official code); got "
                 f"{x.shape[-2]}x{x.shape[-1]}. Build it with img_size={tuple(x.shape[-2:])}."
             )
-        B = x.shape[0]
         H, W = self.grid
         # contiguous (B, N, C): a transposed view would keep its strides through every residual add
         # and make each LayerNorm copy its input (the official code pays that)
@@ -556,38 +556,6 @@ def _init_weights(m: nn.Module) -> None:
 _ALWAYS_IGNORED = ("cls_token", "mask_token", "norm.weight", "norm.bias")
 
 
-def select_encoder_keys(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Whole MTP model → its ``encoder.*``; finetuned mm model → its ``backbone.*``; else as is."""
-    sd = {strip_prefix(k, "module."): v for k, v in sd.items()}
-    for prefix in ("encoder.", "backbone."):
-        if any(k.startswith(prefix) for k in sd):
-            return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-    return dict(sd)
-
-
-def resize_rel_pos(table: torch.Tensor, length: int) -> torch.Tensor:
-    """(L_old, d) → (length, d): the official bicubic resize of a (1, 1, L, d) image."""
-    if table.shape[0] == length:
-        return table
-    old = table.float().reshape(1, 1, table.shape[0], table.shape[1])
-    new = F.interpolate(old, size=(length, table.shape[1]), mode="bicubic", align_corners=False)
-    return new.reshape(length, table.shape[1]).to(table.dtype)
-
-
-def resize_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], num_extra_tokens: int = 0) -> torch.Tensor:
-    """Drop ``num_extra_tokens`` leading tokens and resize the square grid bicubically to ``grid``."""
-    pos = pos_embed[:, num_extra_tokens:]
-    n = pos.shape[1]
-    side = int(math.isqrt(n))
-    if side * side != n:
-        raise WeightsError(f"pos_embed with {n} grid tokens is not a square grid")
-    if (side, side) == tuple(grid):
-        return pos
-    return resample_abs_pos_embed(
-        pos, new_size=list(grid), old_size=[side, side], num_prefix_tokens=0, interpolation="bicubic", antialias=False
-    )
-
-
 def load_vit_rvsa_checkpoint(
     model: VitRVSA,
     source: str | Path | Mapping[str, torch.Tensor],
@@ -606,10 +574,9 @@ def load_vit_rvsa_checkpoint(
     else:
         path = str(source)
         sd = read_state_dict(source)
-    sd = select_encoder_keys(sd)
+    sd, ignored = select_encoder_keys(sd)  # ignored: a whole model file's decoders and heads
     own = model.state_dict()
     resized: list[str] = []
-    ignored: list[str] = []
 
     for k in list(sd):
         if "full_attn_rel_pos_h" in k or "full_attn_rel_pos_w" in k:
