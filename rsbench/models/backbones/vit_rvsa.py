@@ -674,33 +674,25 @@ _BUILDER_DOC = """
     """
 
 
-@BACKBONES.register("vitb_rvsa")
-def vitb_rvsa(
-    img_size: int | Sequence[int],
-    in_chans: int = 3,
-    pretrained: str | Path | None = None,
-    variant: str = "cls",
-    drop_path_rate: float = 0.3,
-    weights_dir: str | Path | None = None,
-    **arch_kw: Any,
-) -> VitRVSA:
-    return _build("vitb_rvsa", img_size=img_size, in_chans=in_chans, pretrained=pretrained, variant=variant,
-                  drop_path_rate=drop_path_rate, weights_dir=weights_dir, **arch_kw)
+def _register(name: str, summary: str):
+    """One registered builder per size (timm style); the sizes differ only in ``ARCH``."""
+
+    def builder(
+        img_size: int | Sequence[int],
+        in_chans: int = 3,
+        pretrained: str | Path | None = None,
+        variant: str = "cls",
+        drop_path_rate: float = 0.3,
+        weights_dir: str | Path | None = None,
+        **arch_kw: Any,
+    ) -> VitRVSA:
+        return _build(name, img_size=img_size, in_chans=in_chans, pretrained=pretrained, variant=variant,
+                      drop_path_rate=drop_path_rate, weights_dir=weights_dir, **arch_kw)
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = summary + _BUILDER_DOC
+    return BACKBONES.register(name)(builder)
 
 
-@BACKBONES.register("vitl_rvsa")
-def vitl_rvsa(
-    img_size: int | Sequence[int],
-    in_chans: int = 3,
-    pretrained: str | Path | None = None,
-    variant: str = "cls",
-    drop_path_rate: float = 0.3,
-    weights_dir: str | Path | None = None,
-    **arch_kw: Any,
-) -> VitRVSA:
-    return _build("vitl_rvsa", img_size=img_size, in_chans=in_chans, pretrained=pretrained, variant=variant,
-                  drop_path_rate=drop_path_rate, weights_dir=weights_dir, **arch_kw)
-
-
-vitb_rvsa.__doc__ = "ViT-B + RVSA: 768 wide, 12 blocks, 12 heads, interval 3, out_indices [3, 5, 7, 11]." + _BUILDER_DOC
-vitl_rvsa.__doc__ = "ViT-L + RVSA: 1024 wide, 24 blocks, 16 heads, interval 6, out_indices [7, 11, 15, 23]." + _BUILDER_DOC
+vitb_rvsa = _register("vitb_rvsa", "ViT-B + RVSA: 768 wide, 12 blocks, 12 heads, interval 3, out_indices [3, 5, 7, 11].")
+vitl_rvsa = _register("vitl_rvsa", "ViT-L + RVSA: 1024 wide, 24 blocks, 16 heads, interval 6, out_indices [7, 11, 15, 23].")
