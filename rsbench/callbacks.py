@@ -1,26 +1,23 @@
-"""Lightning callbacks that measure a run for its record: training speed and peak memory."""
+"""Lightning callbacks of a run: its speed and memory, pictures of predictions, a submission.
+
+They know no task and no dataset: they ask the task (``batch_size_of``, the ``prediction`` a
+``test_step`` returns, ``write_prediction``) and the datamodule (``plot``, ``sample_name``).
+"""
 
 from __future__ import annotations
 
+import logging
 import resource
 import sys
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Mapping
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
 
-
-def _batch_len(batch: Any) -> int:
-    if isinstance(batch, dict):
-        for k in ("image", "image1"):
-            if k in batch and hasattr(batch[k], "shape"):
-                return int(batch[k].shape[0])
-        v = next(iter(batch.values()))
-        return len(v)
-    if isinstance(batch, (list, tuple)):
-        return _batch_len(batch[0]) if batch and isinstance(batch[0], dict) else len(batch)
-    return int(batch.shape[0])
+log = logging.getLogger(__name__)
 
 
 class RunStats(L.Callback):
@@ -47,7 +44,7 @@ class RunStats(L.Callback):
         self._t = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.images += _batch_len(batch) * trainer.world_size
+        self.images += pl_module.batch_size_of(batch) * trainer.world_size
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self._t is not None:
@@ -68,3 +65,74 @@ class RunStats(L.Callback):
             "peak_memory_mb": round(peak, 1),
             "peak_memory_kind": kind,
         }
+
+
+def unbind(batch: Mapping[str, Any], j: int) -> dict[str, Any]:
+    """Sample ``j`` of a collated batch (tensors and lists alike)."""
+    return {k: v[j] for k, v in batch.items() if hasattr(v, "__getitem__") and not isinstance(v, str)}
+
+
+class PredictionPlots(L.Callback):
+    """The first ``num`` test samples with their predictions, drawn by the dataset's ``plot``,
+    saved as ``<dirpath>/<k>_<sample name>.png`` (rank 0; on one device the names are exact)."""
+
+    def __init__(self, dirpath: str | Path, num: int = 4) -> None:
+        self.dirpath, self.num = Path(dirpath), int(num)
+        self._seen = self._drawn = 0
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._seen = self._drawn = 0
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        n = pl_module.batch_size_of(batch)
+        if trainer.global_rank == 0 and self._drawn < self.num and isinstance(outputs, Mapping) \
+                and "prediction" in outputs:
+            import matplotlib.pyplot as plt
+
+            self.dirpath.mkdir(parents=True, exist_ok=True)
+            dm = trainer.datamodule
+            for j in range(min(n, self.num - self._drawn)):
+                idx = self._seen + j
+                sample = {**unbind(batch, j), "prediction": outputs["prediction"][j]}
+                sample = {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in sample.items()}
+                fig = dm.plot(sample, "test", idx if trainer.world_size == 1 else None)
+                name = dm.sample_name("test", idx) if trainer.world_size == 1 else f"{idx:05d}"
+                fig.savefig(self.dirpath / f"{self._drawn:03d}_{name}.png", dpi=100)
+                plt.close(fig)
+                self._drawn += 1
+        self._seen += n
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        if self._drawn and trainer.global_rank == 0:
+            log.info("prediction plots: %s", self.dirpath)
+            pl_module.test_results["predictions_dir"] = str(self.dirpath)
+
+
+class SubmissionWriter(BasePredictionWriter):
+    """Every sample of the ``predict`` split through the task's ``write_prediction`` into ``dirpath``
+    (a server submission, e.g. LoveDA test); each process writes its own samples."""
+
+    def __init__(self, dirpath: str | Path) -> None:
+        super().__init__(write_interval="batch")
+        self.dirpath = Path(dirpath)
+        self.count = 0
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        dm = trainer.datamodule
+        names = [dm.sample_name("predict", i) for i in range(dm.num_samples("predict"))]
+        if len(set(names)) != len(names):
+            from rsbench.errors import DataError
+
+            dup = next(n for n in names if names.count(n) > 1)
+            raise DataError(f"the predict split has two samples named {dup}; a submission needs unique names")
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        self.count = 0
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
+        for j, idx in enumerate(batch_indices):
+            pl_module.write_prediction(prediction[j], trainer.datamodule.sample_name("predict", idx), self.dirpath)
+        self.count += len(batch_indices)
+
+    def summary(self, pl_module) -> dict[str, Any]:
+        return {"split": pl_module.trainer.datamodule.splits.get("predict"), "dir": str(self.dirpath),
+                "num_files": pl_module._gather_count(self.count)}

@@ -1,13 +1,33 @@
-"""OmegaConf resolvers used by conf/ and helpers for reading the composed config."""
+"""Where rsbench's configs and shipped files are (source checkout or installed wheel), and the OmegaConf
+resolvers used by conf/."""
 
 from __future__ import annotations
 
 import os
+from importlib.resources import files
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+def package_path(*parts: str) -> Path:
+    """A file or folder shipped inside the installed ``rsbench`` package, as a filesystem path."""
+    return Path(str(files("rsbench").joinpath(*parts)))
+
+
+def _conf_dir() -> Path:
+    """Hydra's config tree: ``rsbench/_conf`` in an installed wheel (setup.py ships the repository's
+    ``conf/`` under that name), else ``conf/`` beside the package in a source checkout or editable install."""
+    installed, checkout = package_path("_conf"), package_path().parent
+    if (installed / "config.yaml").is_file():
+        return installed
+    if (checkout / "pyproject.toml").is_file() and (checkout / "conf" / "config.yaml").is_file():
+        return checkout / "conf"
+    raise FileNotFoundError(f"rsbench's configs are missing: neither {installed} (installed package) nor "
+                            f"{checkout / 'conf'} (source checkout) holds config.yaml; reinstall rsbench")
+
+
+CONF_DIR = _conf_dir()
 
 
 def _precision(mode: str = "auto") -> str:

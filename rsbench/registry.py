@@ -1,7 +1,13 @@
-"""Name → builder registries, so a new backbone or dataset is one file plus one decorator."""
+"""Name → builder registries, so a new backbone or dataset is one file plus one decorator.
+
+A registry is filled by importing the modules that register into it; :func:`import_submodules`
+imports every module of a package (``pkgutil``), so adding one never means editing a list.
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Callable, Generic, TypeVar
 
 from rsbench.errors import ConfigError
@@ -35,3 +41,12 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._items)
+
+
+def import_submodules(package: str) -> list[str]:
+    """Import every module of ``package`` (not those whose name starts with ``_``); returns their names."""
+    pkg = importlib.import_module(package)
+    names = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
+    for name in names:
+        importlib.import_module(f"{package}.{name}")
+    return names

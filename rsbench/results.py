@@ -19,14 +19,16 @@ import time
 import traceback
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("torch", "torchvision", "timm", "lightning", "hydra-core", "omegaconf", "torchmetrics",
             "rasterio", "albumentations", "pandas", "wandb", "numpy", "pillow")
 # Keys that do not change what a run computes, left out of the config hash.
 VOLATILE = ("paths", "hydra", "force", "leaderboard", "data.num_workers", "trainer.enable_progress_bar",
-            "logger", "eval.samples_to_plot", "dataset.root", "backbone.weights_dir", "dataset.kwargs.tile_cache")
+            "logger", "callbacks.plots", "callbacks.checkpoint.dirpath", "callbacks.submission.dirpath",
+            "dataset.root", "datamodule.root", "datamodule.num_workers", "datamodule.cache_dir",
+            "backbone.weights_dir", "dataset.kwargs.tile_cache", "datamodule.dataset_kwargs.tile_cache")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -70,6 +72,9 @@ def config_hash(cfg: Mapping[str, Any]) -> str:
 
 
 def git_commit() -> dict[str, Any]:
+    """The checkout's commit; none for an installed package (its parent folder is not rsbench's repository)."""
+    if not (REPO_ROOT / ".git").exists():
+        return {"commit": None, "dirty": None}
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
@@ -116,6 +121,10 @@ def environment() -> dict[str, Any]:
 
 
 class RunRecord:
+    """The record of one run folder; :meth:`execute` is the one place that decides whether a run is
+    skipped (finished with the same config), resumed (unfinished, with a checkpoint) or started,
+    and that marks it ``ok`` or ``failed``."""
+
     def __init__(self, run_dir: str | Path, config: Mapping[str, Any], identity: Mapping[str, Any],
                  write: bool = True) -> None:
         self.write = write  # only one process of a multi-process (DDP) run writes the record
@@ -136,6 +145,39 @@ class RunRecord:
         return {"status": status, **self.identity, "config_hash": self.hash,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),
                 "run_dir": str(self.run_dir)}
+
+    def execute(self, fn: Callable[[str | None], tuple[Mapping[str, Any], Mapping[str, Any]]], *,
+                checkpoint: Path, force: bool = False,
+                progress: Callable[[], Mapping[str, Any]] | None = None) -> dict[str, Any]:
+        """Run ``fn(resume_from)`` → (metrics, stats) under this record (class docstring).
+
+        ``checkpoint`` is where an unfinished run left its last state; ``progress`` gives the
+        stats recorded with a failure.
+        """
+        import shutil
+
+        from rsbench.errors import ConfigError
+
+        prev = self.existing()
+        resume = None
+        if prev and prev.get("status") not in (None, "unreadable") and not force:
+            if prev.get("config_hash") != self.hash:
+                raise ConfigError(
+                    f"{self.run_dir} holds a run of this task/dataset/backbone/tag/seed with a different config. "
+                    f"Give this one its own tag=... (e.g. tag=lr1e-4) or overwrite with force=true.")
+            if prev["status"] == "ok":
+                return {**prev, "skipped": True}
+            if checkpoint.is_file():
+                resume = str(checkpoint)
+        elif force and self.write and checkpoint.parent.exists():
+            shutil.rmtree(checkpoint.parent)
+        self.start()
+        try:
+            metrics, stats = fn(resume)
+        except BaseException as e:
+            self.fail(e, progress() if progress else None)
+            raise
+        return self.finish(metrics, {**stats, "resumed_from": resume})
 
     def start(self) -> None:
         import yaml

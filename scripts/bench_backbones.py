@@ -112,16 +112,18 @@ def _module(m: torch.nn.Module) -> tuple[Model, list[torch.nn.Parameter]]:
 
 
 def rsbench_vit_rvsa_entries(args: argparse.Namespace) -> list[BenchEntry | Skipped]:
+    from official_rvsa import RSBENCH_EQUIVALENT
+
     from rsbench.models import build_backbone
 
     out: list[BenchEntry | Skipped] = []
     for group, lay in VIT_LAYOUTS.items():
         def build(img: int, lay=lay, ckpt=False):
-            return _module(build_backbone(lay["name"], img_size=img, variant=args.variant, drop_path_rate=0.0,
-                                          grad_ckpt=ckpt))
+            return _module(build_backbone(lay["name"], img_size=img, drop_path_rate=0.0, grad_ckpt=ckpt,
+                                          **RSBENCH_EQUIVALENT[args.variant]))
 
         out.append(BenchEntry(group, f"rsbench {lay['name']}", "rsbench", build,
-                              note=f"variant={args.variant}"))
+                              note=f"as the official {args.variant} copy"))
         if args.grad_ckpt:
             out.append(BenchEntry(group, f"rsbench {lay['name']} grad_ckpt", "extra",
                                   lambda img, lay=lay: build(img, lay, True),

@@ -10,14 +10,13 @@ alone, with no copy of the data needed. Seed 0, numpy's default_rng.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from rsbench.data.eurosat import CLASSES as EUROSAT_CLASSES, COUNTS as EUROSAT_COUNTS
-from rsbench.data.resisc45 import CLASSES as RESISC_CLASSES, PER_CLASS
+from rsbench.constants import SPLITS_DIR
+from rsbench.data.datasets.eurosat import CLASSES as EUROSAT_CLASSES, COUNTS as EUROSAT_COUNTS
+from rsbench.data.datasets.resisc45 import CLASSES as RESISC_CLASSES, PER_CLASS
 
-OUT = Path(__file__).resolve().parents[1] / "rsbench" / "splits"
+OUT = SPLITS_DIR
 
 
 def stratified(names_by_class: list[list[str]], fractions: dict[str, float], seed: int = 0) -> dict[str, list[str]]:

@@ -37,6 +37,14 @@ OFFICIAL_FILES: dict[str, tuple[str, str]] = {
     "pretrain": ("Multi-Task_Pretrain/backbone/vit_win_rvsa_v3_wsz7.py", "ViT_Win_RVSA_V3_WSZ7"),
 }
 
+# variant -> the build_backbone arguments of rsbench's equivalent (rsbench/models/backbones/vit_rvsa.py)
+RSBENCH_EQUIVALENT: dict[str, dict[str, object]] = {
+    "cls": dict(features="maps"),
+    "cd": dict(features="maps"),
+    "seg": dict(features="pyramid"),
+    "det": dict(features="pyramid", rel_pos=False),
+}
+
 
 class _Registry:
     def register_module(self, *a, **k):

@@ -3,7 +3,7 @@
     python scripts/prepare_levir.py <LEVIR-CD root> <output root> [--tile 256] [--splits train val test]
 
 Reads the official layout (``<root>/{train,val,test}/{A,B,label}/*.png``, or any layout
-:class:`rsbench.data.levir.LEVIRCD` accepts), cuts every 1024² image into 16 non-overlapping
+:class:`rsbench.data.datasets.levir.LEVIRCD` accepts), cuts every 1024² image into 16 non-overlapping
 256² tiles in row-major order and writes them as ``<out>/<split>/{A,B,label}/<stem>_<k>.png``
 (k = 1..16, the naming of the BIT/ChangeFormer LEVIR-CD-256 release), which gives the
 7,120 / 1,024 / 2,048 patches of the MTP logs. Labels keep their 0/255 values. The result is read
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from rsbench.data.levir import LEVIRCD
+from rsbench.data.datasets.levir import LEVIRCD
 
 
 def prepare(src: Path, dst: Path, *, tile: int = 256, splits: tuple[str, ...] = ("train", "val", "test")) -> dict[str, int]:

@@ -6,7 +6,7 @@
     python scripts/prepare_spacenet1.py --make-repo-split           # rsbench/splits/spacenet1/{train,val}.txt
 
 ``<root>`` is the dataset root (holding ``SN1_buildings/train/``, or that folder itself; see
-``rsbench/data/spacenet1.py``). Masks: one uint8 PNG per tile, named like the tile
+``rsbench/data/datasets/spacenet1.py``). Masks: one uint8 PNG per tile, named like the tile
 (``3band_AOI_1_RIO_img<N>.png``), 0 background / 1 building, rasterised from the tile's GeoJSON
 with ``rasterio.features.rasterize`` on the tile's own geotransform (pixel centres inside a
 footprint; empty or 0-byte GeoJSONs give all-background masks). The loader then reads these
@@ -55,7 +55,7 @@ def write_split(dir_or_prefix: Path, train: list[int], val: list[int], *, prefix
 def _one(args: tuple[str, str, str]) -> str:
     from PIL import Image
 
-    from rsbench.data.spacenet1 import tile_mask
+    from rsbench.data.datasets.spacenet1 import tile_mask
 
     tile, geojson, out = args
     mask = tile_mask(Path(tile), Path(geojson))
@@ -66,7 +66,7 @@ def _one(args: tuple[str, str, str]) -> str:
 
 
 def prepare_masks(root: Path, out: Path | None, workers: int, overwrite: bool) -> tuple[Path, int]:
-    from rsbench.data.spacenet1 import MASK_DIR, find_train_dir, index_tiles, prepared_mask_name
+    from rsbench.data.datasets.spacenet1 import MASK_DIR, find_train_dir, index_tiles, prepared_mask_name
     from rsbench.errors import DataError
 
     train = find_train_dir(root)
@@ -100,12 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--make-repo-split", action="store_true", help="write rsbench/splits/spacenet1/{train,val}.txt")
     p.add_argument("--seed", type=int, default=SEED)
     a = p.parse_args(argv)
+    from rsbench.constants import SPLITS_DIR
     from rsbench.errors import RsbenchError
 
     try:
         if a.make_repo_split:
             train, val = seeded_split(list(range(1, N_TILES + 1)), N_VAL, a.seed)
-            for f in write_split(REPO / "rsbench" / "splits" / "spacenet1", train, val):
+            for f in write_split(SPLITS_DIR / "spacenet1", train, val):
                 print(f"wrote {f}")
             print(f"train {len(train)} / val {len(val)} tiles, seed {a.seed}")
         if a.root is None:
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             out, n = prepare_masks(a.root, a.out, a.workers, a.overwrite)
             print(f"wrote {n} masks to {out}")
         if a.split_from_files:
-            from rsbench.data.spacenet1 import find_train_dir, index_tiles
+            from rsbench.data.datasets.spacenet1 import find_train_dir, index_tiles
 
             tiles, _ = index_tiles(find_train_dir(a.root))
             ids = sorted(tiles)

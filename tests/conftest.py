@@ -61,3 +61,24 @@ def run_rsbench(args: list[str], tmp: Path, *, check: bool = True, timeout: int 
 #: Overrides that make any run tiny: small images, one short epoch, no workers, no progress bar.
 TINY = ["trainer=cpu", "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "data.batch_size=8",
         "data.num_workers=0", "data.img_size=32", "logger=none", "sched.warmup_epochs=0"]
+
+
+def compose_config(overrides: list[str], *, resolve: bool = True):
+    """The composed run config as ``python -m rsbench <overrides>`` builds it (no run), with Hydra's
+    own node set so ``${hydra:...}`` interpolations resolve; a plain dict when ``resolve``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    from rsbench.config import CONF_DIR, register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["paths.root_dir=/tmp/rsbench-compose", *overrides], return_hydra_config=True)
+        with read_write(cfg.hydra), open_dict(cfg.hydra):
+            cfg.hydra.runtime.output_dir = "/tmp/rsbench-compose/run"
+        HydraConfig.instance().set_config(cfg)
+        out = OmegaConf.to_container(cfg, resolve=True) if resolve else cfg
+        if resolve:
+            out.pop("hydra")
+        return out

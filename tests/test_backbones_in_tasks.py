@@ -17,13 +17,13 @@ TINY_VIT = ["backbone=vitb_rvsa", "backbone.pretrained=none", "+backbone.kwargs.
             "+backbone.kwargs.depth=4", "+backbone.kwargs.num_heads=2", "+backbone.kwargs.out_indices=[0,1,2,3]",
             "+backbone.kwargs.interval=2"]
 COMMON = ["trainer=cpu", "trainer.enable_progress_bar=false", "data.num_workers=0", "logger=none",
-          "dataset.sample=true", "data.batch_size=2", "eval.samples_to_plot=1"]
+          "dataset.sample=true", "data.batch_size=2", "callbacks.plots.num=1"]
 TASKS = {
     "cls": ["dataset=eurosat", "trainer.max_epochs=1", "sched.warmup_epochs=0", "data.img_size=112"],
     "cd": ["dataset=levir", "trainer.max_epochs=1", "sched.warmup_epochs=0", "data.img_size=112",
-           "dataset.kwargs.tile=112", "task.kwargs.decoder_channels=[16,16,8,8]"],
+           "dataset.kwargs.tile=112", "task.module.decoder_channels=[16,16,8,8]"],
     "seg": ["dataset=loveda", "trainer.max_steps=2", "data.img_size=112", "+dataset.sample_kwargs.size=128",
-            "task.kwargs.head.channels=16", "trainer.val_check_interval=2"],
+            "task.module.head.channels=16", "trainer.val_check_interval=2"],
 }
 
 
@@ -48,7 +48,7 @@ def test_user_example_with_released_layout_weights(tmp_path):
 
     arch = {"embed_dim": 32, "depth": 4, "num_heads": 2, "out_indices": [0, 1, 2, 3], "interval": 2}
     # the release: the pretraining encoder (fpn ops, final norm) at a 224 grid, under 'state_dict'
-    enc = build_backbone("vitl_rvsa", img_size=224, variant="seg", **arch)
+    enc = build_backbone("vitl_rvsa", img_size=224, features="pyramid", **arch)
     sd = {k: v.clone() for k, v in enc.state_dict().items()}
     sd["norm.weight"], sd["norm.bias"] = torch.ones(32), torch.zeros(32)
     (tmp_path / "weights").mkdir()

@@ -20,7 +20,7 @@ TINY_VIT = {"embed_dim": 32, "depth": 4, "num_heads": 2, "out_indices": [0, 1, 2
 
 def _task(name="resnet18", img_size=64, dec=(32, 16, 16, 8), **kw):
     return ChangeDetectionTask(
-        backbone={"name": name, "pretrained": None, "kwargs": kw, "variant": "cls"},
+        backbone={"name": name, "pretrained": None, "kwargs": kw, "features": "maps"},
         optim={"lr": 1e-4, "weight_decay": 0.05, "layer_decay": None}, sched={}, img_size=img_size,
         num_classes=2, decoder_channels=dec)
 

@@ -6,7 +6,9 @@ Checkpoints are written in the released files' key layout: the encoder's ``state
 ``sampling_{offsets,scales,angles}.2.*``; global blocks with ``full_attn_rel_pos_h/w``), ``norm.*``
 and ``fpn1.{0,1.ln,3}.*``, ``fpn2.0.*`` (tests/test_vit_rvsa.py checks this set against the
 official module's keys), saved as ``{'epoch', 'iteration', 'state_dict', ...}`` by
-``Multi-Task_Pretrain/main_pretrain.py``.
+``Multi-Task_Pretrain/main_pretrain.py``. Files are loaded with the one loader,
+``load_checkpoint(model, path, filter_fn=model.checkpoint_filter_fn)``, into the rsbench equivalents
+of the official copies (``COPIES``).
 """
 
 from __future__ import annotations
@@ -17,16 +19,27 @@ import torch.nn.functional as F
 
 from rsbench.errors import WeightsError
 from rsbench.models import build_backbone
-from rsbench.models.backbones.vit_rvsa import VitRVSA, load_vit_rvsa_checkpoint
+from rsbench.models.checkpoint import load_checkpoint
 
 ARCH = dict(embed_dim=32, depth=4, num_heads=2, out_indices=[0, 1, 2, 3], interval=2)
 ENCODER_FILE = "last_vit_b_rvsa_ss_is_rd_pretrn_model_encoder.pth"
+# the official copies as rsbench builds them: raw maps (cls), the fpn pyramid (seg), no global rel-pos (det)
+COPIES = {"cls": {"features": "maps"}, "seg": {"features": "pyramid"}, "det": {"features": "pyramid", "rel_pos": False}}
+
+
+def _vit(img_size=224, variant="cls", **kw):
+    """ViT-B+RVSA as the official ``variant`` copy."""
+    return build_backbone("vitb_rvsa", img_size=img_size, **{**COPIES[variant], **kw})
+
+
+def _load(model, source, allow_missing=False):
+    return load_checkpoint(model, source, filter_fn=model.checkpoint_filter_fn, allow_missing=allow_missing)
 
 
 def released_state_dict(img=224, seed=0, **arch):
     """A random encoder state dict with exactly the released keys for an ``img`` px checkpoint."""
     torch.manual_seed(seed)
-    m = VitRVSA(img_size=img, variant="seg", **{**ARCH, **arch})
+    m = _vit(img_size=img, variant="seg", **{**ARCH, **arch})
     sd = {k: (torch.randn_like(v) if v.dtype.is_floating_point else v.clone()) for k, v in m.state_dict().items()}
     sd["norm.weight"] = torch.ones(ARCH["embed_dim"])
     sd["norm.bias"] = torch.zeros(ARCH["embed_dim"])
@@ -62,8 +75,8 @@ def _save(tmp_path, obj, name=ENCODER_FILE):
 def test_round_trip_formats(tmp_path, wrap, variant):
     sd = released_state_dict()
     path = _save(tmp_path, wrap(sd))
-    model = VitRVSA(img_size=224, variant=variant, **ARCH)
-    report = load_vit_rvsa_checkpoint(model, path)
+    model = _vit(img_size=224, variant=variant, **ARCH)
+    report = _load(model, path)
     assert report.missing == [] and report.unexpected == []
     assert_loaded(model, sd)
     ignored = set(report.ignored)
@@ -86,8 +99,8 @@ def test_whole_mtp_model_file_keeps_encoder_only(tmp_path):
         "rotdethead.fc.weight": torch.randn(4),
     })
     path = _save(tmp_path, {"epoch": 80, "state_dict": whole}, "last_vit_b_rvsa_ss_is_rd_pretrn_model.pth")
-    model = VitRVSA(img_size=224, variant="seg", **ARCH)
-    report = load_vit_rvsa_checkpoint(model, path)
+    model = _vit(img_size=224, variant="seg", **ARCH)
+    report = _load(model, path)
     assert report.missing == [] and report.unexpected == []
     assert not any("decoder" in k or "head" in k for k in report.loaded)
     assert_loaded(model, sd)
@@ -99,8 +112,8 @@ def test_finetuned_mm_checkpoint_keeps_backbone_only(tmp_path):
     ft["decode_head.conv_seg.weight"] = torch.randn(7, 512, 1, 1)
     ft["auxiliary_head.conv_seg.weight"] = torch.randn(7, 256, 1, 1)
     path = _save(tmp_path, {"meta": {}, "state_dict": ft}, "iter_80000.pth")
-    model = VitRVSA(img_size=224, variant="seg", **ARCH)
-    report = load_vit_rvsa_checkpoint(model, path)
+    model = _vit(img_size=224, variant="seg", **ARCH)
+    report = _load(model, path)
     assert report.unexpected == [] and report.missing == []
 
 
@@ -125,8 +138,8 @@ def test_pos_embed_and_rel_pos_interpolated_from_448(tmp_path, img):
     sd = released_state_dict(img=448)
     assert sd["pos_embed"].shape == (1, 784, 32) and sd["blocks.1.attn.full_attn_rel_pos_h"].shape == (55, 16)
     path = _save(tmp_path, {"state_dict": sd})
-    model = VitRVSA(img_size=img, variant="cls", **ARCH)
-    report = load_vit_rvsa_checkpoint(model, path)
+    model = _vit(img_size=img, variant="cls", **ARCH)
+    report = _load(model, path)
     g = img // 16
     assert model.pos_embed.shape == (1, g * g, 32)
     torch.testing.assert_close(model.pos_embed.data, _official_pos_resize(sd["pos_embed"], g), rtol=1e-5, atol=1e-6)
@@ -138,8 +151,8 @@ def test_pos_embed_and_rel_pos_interpolated_from_448(tmp_path, img):
     # RVSA window tables (7×7 windows) are never resized
     torch.testing.assert_close(model.blocks[0].attn.rel_pos_h.data, sd["blocks.0.attn.rel_pos_h"])
     # the det variant ignores the global rel-pos tables instead of resizing them
-    det = VitRVSA(img_size=img, variant="det", **ARCH)
-    rep = load_vit_rvsa_checkpoint(det, path)
+    det = _vit(img_size=img, variant="det", **ARCH)
+    rep = _load(det, path)
     assert rep.unexpected == [] and "blocks.1.attn.full_attn_rel_pos_h" in rep.ignored
 
 
@@ -155,8 +168,8 @@ def test_mae_checkpoint_with_cls_token(tmp_path, img):
     mae["mask_token"] = torch.randn(1, 1, 32)
     mae["norm.weight"], mae["norm.bias"] = torch.ones(32), torch.zeros(32)
     path = _save(tmp_path, {"model": mae}, "mae_pretrain_vit_b_rvsa.pth")
-    model = VitRVSA(img_size=img, variant="seg", **ARCH)
-    report = load_vit_rvsa_checkpoint(model, path)
+    model = _vit(img_size=img, variant="seg", **ARCH)
+    report = _load(model, path)
     assert report.missing == [] and report.unexpected == []
     assert {"cls_token", "mask_token"} <= set(report.ignored)
     want = _official_pos_resize(sd["pos_embed"], img // 16) if img != 224 else sd["pos_embed"]
@@ -170,8 +183,8 @@ def test_missing_keys_raise_unless_allowed(tmp_path):
         del sd[k]
     path = _save(tmp_path, {"state_dict": sd})
     with pytest.raises(WeightsError, match="sampling_offsets|mlp.fc1"):
-        load_vit_rvsa_checkpoint(VitRVSA(img_size=224, **ARCH), path)
-    report = load_vit_rvsa_checkpoint(VitRVSA(img_size=224, **ARCH), path, allow_missing=True)
+        _load(_vit(img_size=224, **ARCH), path)
+    report = _load(_vit(img_size=224, **ARCH), path, allow_missing=True)
     assert "blocks.2.mlp.fc1.weight" in report.missing and len(report.missing) == 5
     # the builder passes allow_missing through
     m = build_backbone("vitb_rvsa", img_size=224, pretrained=str(path), allow_missing=True, **ARCH)
@@ -180,14 +193,14 @@ def test_missing_keys_raise_unless_allowed(tmp_path):
 
 def test_relative_position_index_may_be_absent(tmp_path):
     sd = {k: v for k, v in released_state_dict().items() if "relative_position_index" not in k}
-    report = load_vit_rvsa_checkpoint(VitRVSA(img_size=224, **ARCH), _save(tmp_path, sd))
+    report = _load(_vit(img_size=224, **ARCH), _save(tmp_path, sd))
     assert report.missing == []
 
 
 def test_wrong_architecture_is_a_clear_error(tmp_path):
     path = _save(tmp_path, {"state_dict": released_state_dict(embed_dim=64, num_heads=4)})
     with pytest.raises(WeightsError, match="do not fit"):
-        load_vit_rvsa_checkpoint(VitRVSA(img_size=224, **ARCH), path)
+        _load(_vit(img_size=224, **ARCH), path)
 
 
 def test_mtp_tag_with_absent_file_names_file_and_folder(tmp_path):
@@ -204,7 +217,7 @@ def test_mtp_tag_with_absent_file_names_file_and_folder(tmp_path):
 def test_mtp_tag_loads_the_released_file(tmp_path):
     sd = released_state_dict()
     _save(tmp_path, {"epoch": 0, "iteration": 0, "state_dict": sd})
-    m = build_backbone("vitb_rvsa", img_size=224, pretrained="mtp", weights_dir=tmp_path, variant="seg", **ARCH)
+    m = build_backbone("vitb_rvsa", img_size=224, pretrained="mtp", weights_dir=tmp_path, features="pyramid", **ARCH)
     assert m.load_report.missing == [] and m.load_report.unexpected == []
     assert_loaded(m, sd)
 
@@ -213,21 +226,21 @@ def test_thirteen_band_input_repeats_rgb_kernels(tmp_path):
     """timm adapt_input_conv: channel c gets RGB kernel c mod 3, scaled by 3/13."""
     sd = released_state_dict()
     path = _save(tmp_path, {"state_dict": sd})
-    model = VitRVSA(img_size=224, in_chans=13, **ARCH)
-    report = load_vit_rvsa_checkpoint(model, path)
+    model = _vit(img_size=224, in_chans=13, **ARCH)
+    report = _load(model, path)
     assert report.missing == [] and "patch_embed.proj.weight" in report.resized
     w, w3 = model.patch_embed.proj.weight.data, sd["patch_embed.proj.weight"]
     for c in range(13):
         torch.testing.assert_close(w[:, c], w3[:, c % 3] * 3 / 13)
     # with a multiple of 3 bands, an image that repeats its RGB bands responds like the RGB one
-    six = VitRVSA(img_size=224, in_chans=6, **ARCH)
-    load_vit_rvsa_checkpoint(six, path)
+    six = _vit(img_size=224, in_chans=6, **ARCH)
+    _load(six, path)
     x3 = torch.randn(1, 3, 32, 32)
     torch.testing.assert_close(six.patch_embed.proj(torch.cat([x3, x3], 1)), F.conv2d(x3, w3, sd["patch_embed.proj.bias"], stride=16),
                                rtol=1e-4, atol=1e-5)
     # the official pretraining loader's behaviour instead: random patch embedding
-    fresh = VitRVSA(img_size=224, in_chans=13, **ARCH)
+    fresh = _vit(img_size=224, in_chans=13, in_chans_adapt="drop", **ARCH)
     before = fresh.patch_embed.proj.weight.detach().clone()
-    rep = load_vit_rvsa_checkpoint(fresh, path, in_chans_adapt="drop")
+    rep = _load(fresh, path)
     assert torch.equal(fresh.patch_embed.proj.weight, before)
     assert "patch_embed.proj.weight" in rep.missing  # reported, not an error

@@ -7,10 +7,10 @@ import shutil
 import pytest
 import torch
 
+from rsbench.constants import SPLITS_DIR
 from rsbench.data import build_dataset
-from rsbench.data.eurosat import CLASSES as EUROSAT_CLASSES, EuroSAT
-from rsbench.data.resisc45 import CLASSES as RESISC_CLASSES
-from rsbench.data.scene import SPLITS_DIR
+from rsbench.data.datasets.eurosat import CLASSES as EUROSAT_CLASSES, EuroSAT
+from rsbench.data.datasets.resisc45 import CLASSES as RESISC_CLASSES
 from rsbench.errors import DataError
 
 

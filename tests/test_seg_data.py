@@ -14,14 +14,10 @@ import torch
 from PIL import Image
 
 from rsbench.data import build_dataset
-from rsbench.data.samples.segmentation import (
-    footprint_collection, pixel_box_to_lonlat, sn1_transform, write_sn1_tile,
-)
+from rsbench.data.datasets.spacenet1 import footprint_collection, pixel_box_to_lonlat, sn1_transform, write_sn1_tile
 from rsbench.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
-
-
 
 
 def _copy(samples, name: str, tmp_path: Path, **kw) -> Path:

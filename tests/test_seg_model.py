@@ -102,9 +102,9 @@ def _task(backbone="resnet18", img_size=32, **kw):
     from rsbench.tasks.segmentation import SegmentationTask
 
     return SegmentationTask(
-        backbone={"name": backbone, "pretrained": None, "variant": "seg", "kwargs": {}},
+        backbone={"name": backbone, "pretrained": None, "features": "pyramid", "kwargs": {}},
         num_classes=3, class_names=["a", "b", "c"], optim={"lr": 1e-3, "weight_decay": 0.05, "layer_decay": None},
-        sched={"name": "cosine", "warmup_iters": 0}, img_size=img_size, in_chans=3,
+        sched={"name": "cosine", "warmup_steps": 0}, img_size=img_size, in_chans=3,
         head={"channels": 16}, inference={"mode": "slide", "stride": 24}, **kw,
     )
 
@@ -176,8 +176,8 @@ def test_metrics_leave_absent_classes_out_of_the_mean():
 # -- plots and palette ------------------------------------------------------------------------
 
 def test_colorize_uses_the_palette_and_a_spare_colour_for_ignore():
-    from rsbench.data.loveda import PALETTE
-    from rsbench.tasks.segmentation import colorize
+    from rsbench.data.datasets.loveda import PALETTE
+    from rsbench.plotting import colorize
 
     lab = np.array([[0, 1, 6, 255]])
     rgb = colorize(lab, PALETTE)
@@ -190,33 +190,27 @@ def test_colorize_uses_the_palette_and_a_spare_colour_for_ignore():
 # -- recipe configuration ---------------------------------------------------------------------
 
 def _compose(overrides):
-    from hydra import compose, initialize_config_dir
+    from conftest import compose_config
 
-    from rsbench.config import CONF_DIR, register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=overrides)
+    return compose_config(overrides)
 
 
 @pytest.mark.parametrize("dataset,crop,stride", [("loveda", 512, 384), ("spacenet1", 384, 256)])
 def test_recipe_matches_the_paper(dataset, crop, stride):
-    from omegaconf import OmegaConf
-
-    cfg = _compose([f"dataset={dataset}", "backbone=vitb_rvsa", "logger=none", "paths.root_dir=/tmp"])
-    c = OmegaConf.to_container(cfg, resolve=True)
-    assert c["task"]["name"] == "seg" and c["task"]["metric"] == "mIoU" and c["task"]["backbone_variant"] == "seg"
+    c = _compose([f"dataset={dataset}", "backbone=vitb_rvsa", "logger=none"])
+    assert c["task"]["name"] == "seg" and c["task"]["metric"] == "mIoU" and c["task"]["features"] == "pyramid"
     assert c["trainer"]["max_steps"] == 80000 and c["trainer"]["max_epochs"] == -1
     assert c["trainer"]["val_check_interval"] == 8000 and c["trainer"]["check_val_every_n_epoch"] is None
-    assert c["checkpoint"]["every_n_train_steps"] == 8000 and c["checkpoint"]["every_n_epochs"] is None
-    assert c["sched"]["warmup_iters"] == 1500 and c["sched"]["cosine_by_epoch"] is False
+    ckpt = c["callbacks"]["checkpoint"]
+    assert ckpt["every_n_train_steps"] == 8000 and ckpt["every_n_epochs"] is None
+    assert c["sched"]["warmup_steps"] == 1500 and c["sched"]["cosine_by_epoch"] is False
     assert c["optim"]["lr"] == 6e-5 and c["optim"]["layer_decay"] == 0.9 and c["optim"]["weight_decay"] == 0.05
     assert c["data"]["batch_size"] == 8 and c["data"]["eval_batch_size"] == 1 and c["data"]["img_size"] == crop
-    inf = c["task"]["kwargs"]["inference"]
+    inf = c["task"]["module"]["inference"]
     assert inf["mode"] == "slide" and inf["crop_size"] == crop and inf["stride"] == stride
-    head = c["task"]["kwargs"]["head"]
-    assert head == {"channels": 512, "pool_scales": [1, 2, 3, 6], "dropout_ratio": 0.1}
-    assert c["dataset"]["splits"] == {"train": "train", "val": "val", "test": "val"}
+    head = c["task"]["module"]["head"]
+    assert head == {"channels": 512, "pool_scales": [1, 2, 3, 6], "dropout": 0.1}
+    assert c["dataset"]["splits"] == {"train": "train", "val": "val", "test": "val", "predict": None}
     assert c["dataset"]["num_classes"] == (7 if dataset == "loveda" else 2)
     assert c["task"]["transforms"]["cat_max_ratio"] == 0.75 and c["task"]["transforms"]["ratio_range"] == [0.5, 2.0]
 
@@ -230,30 +224,29 @@ def test_iteration_schedule_is_linear_warmup_then_cosine_per_iteration():
 
 
 def test_submission_pngs_have_the_server_format(samples, tmp_path):
-    """write_submission on LoveDA test images: one uint8 PNG per image, same name and size, 0..6."""
-    from types import SimpleNamespace
+    """The predict split through SubmissionWriter: one uint8 PNG per LoveDA test image, same name and size, 0..6."""
+    import lightning as L
 
+    from rsbench.callbacks import SubmissionWriter
+    from rsbench.data import build_dataset
     from rsbench.data.datamodule import RSDataModule
     from rsbench.data.seg_transforms import build_seg_transforms
     from rsbench.tasks.segmentation import SegmentationTask
 
     root = samples("loveda", size=40)
-    dm = RSDataModule(name="loveda", root=root, splits={"train": "train", "test": "val"},
-                      transforms=lambda **kw: build_seg_transforms(**kw), batch_size=2, num_workers=0,
-                      transform_kwargs={"img_size": 32, "in_chans": 3, "scale_to_unit": 255.0})
-    dm.prepare()
+    dm = RSDataModule(dataset="loveda", root=root, splits={"predict": "test"}, transforms=build_seg_transforms,
+                      batch_size=2, eval_batch_size=1, num_workers=0, img_size=32)
     task = SegmentationTask(
-        backbone={"name": "resnet18", "pretrained": None, "variant": "seg", "kwargs": {}}, num_classes=7,
+        backbone={"name": "resnet18", "pretrained": None, "features": "pyramid", "kwargs": {}}, num_classes=7,
         optim={"lr": 1e-3, "weight_decay": 0.0, "layer_decay": None}, sched={}, img_size=32,
-        head={"channels": 8}, inference={"stride": 24}, run_dir=str(tmp_path),
-    ).eval()
-    task._trainer = SimpleNamespace(datamodule=dm, world_size=1, global_rank=0)  # what write_submission reads
-    info = task.write_submission("test")
+        head={"channels": 8}, inference={"stride": 24},
+    )
+    writer = SubmissionWriter(tmp_path / "submission")
+    trainer = L.Trainer(accelerator="cpu", logger=False, callbacks=[writer], enable_progress_bar=False)
+    trainer.predict(task, datamodule=dm, return_predictions=False)
     files = sorted((tmp_path / "submission").iterdir())
-    from rsbench.data import build_dataset
-
     expected = sorted(p.name for p in build_dataset("loveda", root, "test").image_paths)
-    assert [f.name for f in files] == expected and info["num_files"] == len(expected) == 4
+    assert [f.name for f in files] == expected and writer.summary(task)["num_files"] == len(expected) == 4
     for f in files:
         im = Image.open(f)
         a = np.asarray(im)

@@ -11,8 +11,9 @@ after extracting the official files into /tmp/mtp_ref (see scripts/official_rvsa
 holds a checkpoint in the released encoder layout (random values, float16-exact), uint8 input
 codes and the official outputs of the cls / cd / seg / det classes, each loaded through the
 official ``init_weights`` (prefix handling, pos_embed and full_attn_rel_pos bicubic resizing).
-The test writes the checkpoint back as ``{'epoch', 'iteration', 'state_dict'}``, loads it through
-rsbench's loader and requires agreement to 1e-4 relative to each map's largest value.
+The test writes the checkpoint back as ``{'epoch', 'iteration', 'state_dict'}``, builds the
+rsbench equivalent of each official copy (``OFFICIAL_COPIES``) with ``build_backbone(...,
+pretrained=<file>)`` and requires agreement to 1e-4 relative to each map's largest value.
 """
 
 from __future__ import annotations
@@ -24,16 +25,28 @@ import torch
 
 import rsbench.models.backbones.vit_rvsa as vr
 from rsbench.models import build_backbone
-from rsbench.models.backbones.vit_rvsa import VitRVSA, load_vit_rvsa_checkpoint
 from rsbench.models.layer_decay import param_groups
 
 DATA = Path(__file__).parent / "data" / "vit_rvsa"
 TINY = dict(embed_dim=32, depth=4, num_heads=2, out_indices=[0, 1, 2, 3], interval=2)
+ARCH = {"vitb_rvsa": vr.VITB, "vitl_rvsa": vr.VITL}
+# the official copies (RS_Tasks_Finetune/<task>/.../vit_rvsa_mtp*.py) and how rsbench builds each
+OFFICIAL_COPIES = {
+    "cls": dict(features="maps"),
+    "cd": dict(features="maps"),
+    "seg": dict(features="pyramid"),
+    "det": dict(features="pyramid", rel_pos=False),
+}
+
+
+def _copy(variant, name="vitb_rvsa", img=224, **kw):
+    """The rsbench equivalent of the official ``variant`` copy (drop path 0, as the class default)."""
+    return build_backbone(name, img_size=img, **{"drop_path_rate": 0.0, **OFFICIAL_COPIES[variant], **kw})
 
 
 def _tiny(variant="cls", img=224, **kw):
     torch.manual_seed(0)
-    return VitRVSA(img_size=img, variant=variant, **{**TINY, **kw})
+    return _copy(variant, img=img, **{**TINY, **kw})
 
 
 # ----------------------------------------------------------------------------- sizes
@@ -64,10 +77,10 @@ def test_parameter_counts_full_configs(name, expect_m):
     with their RVSA predictors and rel-pos tables, WITHOUT the fpn ops and without the final
     ``norm`` (which no finetuning variant uses). Built on the meta device: nothing is allocated.
     """
-    arch = vr.ARCH[name]
+    arch = ARCH[name]
     for variant in ("cls", "seg", "det"):
         with torch.device("meta"):
-            m = build_backbone(name, img_size=224, variant=variant)
+            m = build_backbone(name, img_size=224, **OFFICIAL_COPIES[variant])
         n = sum(p.numel() for p in m.parameters())
         assert n == _count_formula(arch["embed_dim"], arch["depth"], arch["num_heads"], arch["interval"], 14, variant)
         if variant == "cls":
@@ -75,16 +88,16 @@ def test_parameter_counts_full_configs(name, expect_m):
     counts = {"vitb_rvsa": (86_208_064, 93_289_792), "vitl_rvsa": (305_038_720, 317_626_752)}[name]
     with torch.device("meta"):
         cls = build_backbone(name, img_size=224)
-        seg = build_backbone(name, img_size=224, variant="seg")
+        seg = build_backbone(name, img_size=224, features="pyramid")
     assert sum(p.numel() for p in cls.parameters()) == counts[0]  # without fpn
     assert sum(p.numel() for p in seg.parameters()) == counts[1]  # with fpn1/fpn2 weights
 
 
 def test_full_layouts():
     with torch.device("meta"):
-        b = build_backbone("vitb_rvsa", img_size=512, variant="seg")
-        l = build_backbone("vitl_rvsa", img_size=512, variant="det")
-    assert b.out_indices == [3, 5, 7, 11] and l.out_indices == [7, 11, 15, 23]
+        b = build_backbone("vitb_rvsa", img_size=512, **OFFICIAL_COPIES["seg"])
+        l = build_backbone("vitl_rvsa", img_size=512, **OFFICIAL_COPIES["det"])
+    assert b.body.out_indices == [3, 5, 7, 11] and l.body.out_indices == [7, 11, 15, 23]
     glob_b = [i for i, blk in enumerate(b.blocks) if isinstance(blk.attn, vr.FullAttention)]
     glob_l = [i for i, blk in enumerate(l.blocks) if isinstance(blk.attn, vr.FullAttention)]
     assert glob_b == [2, 5, 8, 11] and glob_l == [5, 11, 17, 23]
@@ -106,7 +119,7 @@ def test_feature_shapes_every_variant(img):
     x = torch.randn(1, 3, img, img)
     g = img // 16
     for variant in ("cls", "cd", "seg", "det"):
-        m = build_backbone("vitb_rvsa", img_size=img, variant=variant, **TINY).eval()
+        m = build_backbone("vitb_rvsa", img_size=img, **OFFICIAL_COPIES[variant], **TINY).eval()
         with torch.no_grad():
             out = m(x)
         assert len(out) == 4 and len(m.out_channels) == 4 and len(m.out_strides) == 4
@@ -130,8 +143,8 @@ def test_bad_configurations_are_config_errors():
 
     with pytest.raises(ConfigError, match="7x7 tokens"):
         _tiny(img=96)  # the official code would divide by 96 // 16 // 7 = 0
-    with pytest.raises(ConfigError, match="variant"):
-        _tiny(variant="mask")
+    with pytest.raises(ConfigError, match="features"):
+        build_backbone("vitb_rvsa", img_size=224, features="mask", **TINY)
     with pytest.raises(ConfigError, match="out_indices"):
         _tiny(variant="seg", out_indices=[0, 1, 3])
     with pytest.raises(ConfigError, match="out_indices"):
@@ -139,7 +152,7 @@ def test_bad_configurations_are_config_errors():
 
 
 def test_non_rgb_input_and_registry_kwargs():
-    m = build_backbone("vitl_rvsa", img_size=128, in_chans=13, variant="seg", drop_path_rate=0.1, **TINY)
+    m = build_backbone("vitl_rvsa", img_size=128, in_chans=13, features="pyramid", drop_path_rate=0.1, **TINY)
     assert m.patch_embed.proj.weight.shape[1] == 13
     out = m.eval()(torch.randn(2, 13, 128, 128))
     assert [o.shape[-1] for o in out] == [32, 16, 8, 4]
@@ -227,12 +240,12 @@ def test_known_answers_of_official_code(path, tmp_path):
     sd = {k: (v.float() if v.dtype.is_floating_point else v.long()) for k, v in rec["state_dict_fp16"].items()}
     ckpt = tmp_path / "last_vit_rvsa_ss_is_rd_pretrn_model_encoder.pth"
     torch.save({"epoch": 0, "iteration": 0, "state_dict": sd}, ckpt)
-    # the released layout: our seg variant + the unused final norm has exactly the official keys
-    seg = VitRVSA(img_size=rec["ckpt_img_size"], variant="seg", **rec["arch"])
+    # the released layout: our seg equivalent + the unused final norm has exactly the official keys
+    seg = _copy("seg", img=rec["ckpt_img_size"], **rec["arch"])
     assert set(seg.state_dict()) | {"norm.weight", "norm.bias"} == set(rec["official_keys"])
     for run in rec["runs"]:
-        model = VitRVSA(img_size=run["img_size"], variant=run["variant"], **rec["arch"]).eval()
-        report = load_vit_rvsa_checkpoint(model, ckpt)
+        model = _copy(run["variant"], img=run["img_size"], pretrained=str(ckpt), **rec["arch"]).eval()
+        report = model.load_report
         assert report.missing == [] and report.unexpected == []
         x = (rec["inputs_u8"][run["img_size"]][: run["batch"]].float() - 127.5) / 64
         with torch.no_grad():

@@ -1,10 +1,7 @@
-"""Datasets behind :func:`build_dataset`; one module per dataset, each registered by name."""
+"""Datasets behind :func:`build_dataset`, found by the registry: every module of
+:mod:`rsbench.data.datasets` is imported and registers its classes (see :mod:`rsbench.data.base`)."""
 
+import rsbench.data.datasets  # noqa: F401  (imports every loader module, which registers it)
 from rsbench.data.registry import DATASETS, build_dataset
-
-# Importing the modules registers the datasets.
-from rsbench.data import eurosat, resisc45  # noqa: F401,E402
-from rsbench.data import loveda, spacenet1  # noqa: F401,E402
-from rsbench.data import cdd, clcd, egybcd, gvlm, levir, oscd, whu  # noqa: F401,E402  (change detection)
 
 __all__ = ["DATASETS", "build_dataset"]

@@ -1,4 +1,5 @@
-"""Shared reading of bi-temporal change-detection datasets (LEVIR-CD, CDD, WHU-CD, OSCD, GVLM, CLCD, EGY-BCD).
+"""Change detection (``task = "cd"``): shared reading of bi-temporal datasets (LEVIR-CD, CDD, WHU-CD,
+OSCD, GVLM, CLCD, EGY-BCD), the family's plot and the helpers its sample writers share.
 
 A sample is ``{"image1": (C,H,W), "image2": (C,H,W), "mask": (H,W) long}``: the two dates as
 stored (uint8 for 8-bit images, int32 for 16-bit rasters) and the change mask with 0 = unchanged,
@@ -37,21 +38,21 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
+from PIL import Image
 
-from rsbench.data.io import read_lines, read_mask
+from rsbench.data.base import RSDataset, safe_name
+from rsbench.data.io import image_header, read_image, read_lines, read_mask, to_chw_tensor
+from rsbench.data.samples.synth import change_pair
 from rsbench.errors import DataError
+from rsbench.plotting import CHANGE_LEGEND, CHANGE_PRED_LEGEND, change_label_rgb, change_pred_rgb, figure, stretch_rgb
 
-SPLITS_DIR = Path(__file__).resolve().parents[1] / "splits"
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 LABEL_RULES = ("binary255", "binary01", "either", "threshold")
 CLASSES = ("unchanged", "changed")
-IGNORE = 255
 
 
 @dataclass
@@ -75,51 +76,6 @@ class Header:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def image_bands(mode: str) -> int:
-    """Bands rsbench reads from a PIL image of ``mode``: RGBA and palette images count as RGB."""
-    if mode in ("RGB", "RGBA", "P", "PA", "YCbCr", "CMYK", "RGBX"):
-        return 3
-    return 1
-
-
-def pil_header(path: Path) -> tuple[tuple[int, int], int]:
-    """((H, W), bands) from an image header, without decoding the pixels."""
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            return (h, w), image_bands(im.mode)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: not a readable image ({e}); the file may be truncated or corrupt") from e
-
-
-def read_rgb(path: Path, bands: int = 3) -> np.ndarray:
-    """An 8-bit image as (H, W, 3) uint8: RGB as stored, RGBA without alpha, palette expanded.
-
-    A grey (1-band) file where 3 bands are expected is an error, not a silent conversion: it
-    usually means the date-1 and date-2 folders hold different products.
-    """
-    try:
-        with Image.open(path) as im:
-            im.load()
-            got = image_bands(im.mode)
-            if got != bands:
-                raise DataError(f"{path}: has {got} band(s) (mode {im.mode}), expected {bands}")
-            if bands == 3 and im.mode != "RGB":
-                im = im.convert("RGB")
-            arr = np.asarray(im)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except DataError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: not a readable image ({e}); the file may be truncated or corrupt") from e
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    return arr
 
 
 def binarize_label(raw: np.ndarray, rule: str, path: Path | str) -> np.ndarray:
@@ -220,7 +176,7 @@ def _first(p: Path | tuple[Path, ...]) -> Path:
 # ------------------------------------------------------------------------------------------ dataset
 
 
-class ChangeDataset(Dataset):
+class ChangeDataset(RSDataset):
     """Base class of the change-detection loaders; subclasses implement :meth:`_find_pairs`.
 
     Args (common to every CD dataset; set them under ``dataset.kwargs``):
@@ -233,21 +189,17 @@ class ChangeDataset(Dataset):
         split_dir: folder with ``<split>.txt`` name lists replacing the dataset's split rule.
     """
 
+    task = "cd"
     classes = CLASSES
     #: what a label file holds as released (see module docstring)
     label_rule = "binary255"
     #: bands of each date as read (3 for 8-bit RGB)
-    bands = 3
-    #: shown when the data root is missing: the layout to put there and where to get it
-    expected_layout = ""
-    #: the channels to show as RGB in plots
-    rgb_bands: tuple[int, int, int] = (0, 1, 2)
+    num_bands = 3
 
     def __init__(self, root: str | Path, split: str = "train", transforms: Callable | None = None, *,
                  verify: str = "header", tile: int | None = None, tile_cache: str | Path | None = None,
                  label_rule: str | None = None, split_dir: str | Path | None = None) -> None:
-        if verify not in ("none", "header", "full"):
-            raise ValueError(f"verify must be none|header|full, got {verify!r}")
+        self.check_verify(verify)
         self.root = Path(root)
         self.split = split
         self.transforms = transforms
@@ -280,23 +232,19 @@ class ChangeDataset(Dataset):
 
     def _read_images(self, pair: Pair) -> tuple[np.ndarray, np.ndarray]:
         """Both dates as (H, W, C) arrays as stored."""
-        return read_rgb(_first(pair.image1), self.bands), read_rgb(_first(pair.image2), self.bands)
+        return read_image(_first(pair.image1), bands=self.num_bands), read_image(_first(pair.image2), bands=self.num_bands)
 
     def _read_label(self, pair: Pair) -> np.ndarray:
         """The label file as (H, W) values on disk."""
         return read_mask(pair.label)
 
     def _header(self, pair: Pair) -> Header:
-        s1, b1 = pil_header(_first(pair.image1))
-        s2, b2 = pil_header(_first(pair.image2))
-        sl, _ = pil_header(pair.label)
+        s1, b1 = image_header(_first(pair.image1))
+        s2, b2 = image_header(_first(pair.image2))
+        sl, _ = image_header(pair.label)
         return Header(s1, s2, sl, b1, b2)
 
     # -- helpers for subclasses ---------------------------------------------------------------
-    @classmethod
-    def layout_help(cls) -> str:
-        return cls.expected_layout.strip() or (cls.__doc__ or "").strip().split("\n\n")[0]
-
     def _layout_error(self, tried: Iterable[Path], what: str) -> DataError:
         tried_s = "\n  ".join(str(Path(t)) for t in tried)
         return DataError(f"{type(self).__name__}: {what} not found under {self.root}. Looked for:\n  {tried_s}\n"
@@ -325,8 +273,8 @@ class ChangeDataset(Dataset):
         f1, f2 = _first(p.image1), _first(p.image2)
         if b1 != b2:
             raise DataError(f"{f1} has {b1} band(s) but {f2} has {b2}: the two dates must have the same bands")
-        if b1 != self.bands:
-            raise DataError(f"{f1}: has {b1} band(s), {type(self).__name__} expects {self.bands}")
+        if b1 != self.num_bands:
+            raise DataError(f"{f1}: has {b1} band(s), {type(self).__name__} expects {self.num_bands}")
         if tuple(s1) != tuple(s2):
             raise DataError(f"{f1} is {s1[1]}x{s1[0]} (WxH) but {f2} is {s2[1]}x{s2[0]}: the two dates of a pair "
                             "must be co-registered images of the same size")
@@ -359,16 +307,21 @@ class ChangeDataset(Dataset):
         self._check_consistent(p, a.shape[:2], b.shape[:2], raw.shape[:2], a.shape[2], b.shape[2])
         return a, b, binarize_label(raw, self.label_rule, p.label)
 
+    def _cache_tag(self) -> str:
+        """What else decides the decoded pixels (e.g. OSCD's bands and 8-bit gain); part of the cache key."""
+        return ""
+
     def _cache_files(self, i: int) -> list[Path]:
         p = self.pairs[i]
-        h = hashlib.sha1(f"{type(self).__name__}|{self.label_rule}|{p.extra}".encode())
+        h = hashlib.sha1(f"{type(self).__name__}|{self.label_rule}|{p.extra}|{self._cache_tag()}".encode())
         for f in (*_paths(p.image1), *_paths(p.image2), p.label):
             st = f.stat()
             h.update(f"|{f.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
         base = self.tile_cache / type(self).__name__.lower() / h.hexdigest()[:20]  # type: ignore[operator]
         return [base.with_name(f"{base.name}.{k}.npy") for k in ("image1", "image2", "mask")]
 
-    def _load(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _arrays(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Date 1, date 2 and the binarised label of pair ``i``, whole (cached, or decoded once in a row)."""
         if self._last is not None and self._last[0] == i:
             return self._last[1]
         if self.tile_cache is not None:
@@ -389,27 +342,31 @@ class ChangeDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def item_name(self, idx: int) -> str:
-        return self.items[idx][2]
+    def sample_name(self, idx: int) -> str:
+        """The pair's stem, with ``_<k>`` for tile k (``test_12_3``); what ``split_dir`` lists name."""
+        return safe_name(self.items[idx][2])
 
-    def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
+    def _load(self, idx: int) -> dict[str, torch.Tensor]:
         i, win, _ = self.items[idx]
-        a, b, m = self._load(i)
+        a, b, m = self._arrays(i)
         if win is not None:
             y, x, h, w = win
             a, b, m = a[y:y + h, x:x + w], b[y:y + h, x:x + w], m[y:y + h, x:x + w]
-        sample = {"image1": hwc_tensor(a), "image2": hwc_tensor(b), "mask": torch.from_numpy(np.array(m, dtype=np.int64))}
-        if self.transforms is not None:
-            sample = self.transforms(sample)
-        return sample
+        return {"image1": to_chw_tensor(a), "image2": to_chw_tensor(b), "mask": torch.from_numpy(np.array(m, dtype=np.int64))}
 
-
-def hwc_tensor(arr: np.ndarray) -> torch.Tensor:
-    """(H, W, C) array (possibly a read-only memmap slice) → (C, H, W) tensor; uint16 → int32."""
-    arr = np.array(arr.transpose(2, 0, 1), copy=True, order="C")
-    if arr.dtype == np.uint16:
-        arr = arr.astype(np.int32)
-    return torch.from_numpy(arr)
+    def plot(self, sample: Mapping[str, Any], suptitle: str | None = None):
+        """date 1 | date 2 | label | prediction (those present); the prediction against the label:
+        true change white, false alarm red, missed change blue (:mod:`rsbench.plotting`)."""
+        mask = sample.get("mask")
+        size = tuple(mask.shape[-2:]) if mask is not None else None
+        panels = [(stretch_rgb(sample[k], self.rgb_bands, size=size), f"date {d}") for d, k in ((1, "image1"), (2, "image2"))]
+        legend = list(CHANGE_LEGEND)
+        if mask is not None:
+            panels.append((change_label_rgb(mask), "label"))
+        if "prediction" in sample:
+            panels.append((change_pred_rgb(sample["prediction"], mask), "prediction"))
+            legend += CHANGE_PRED_LEGEND if mask is not None else []
+        return figure(panels, suptitle=suptitle, legend=legend)
 
 
 # ------------------------------------------------------------------------------------------ layouts
@@ -451,3 +408,42 @@ def list_file_names(ds: ChangeDataset, split: str, candidates: Sequence[Path]) -
                 raise DataError(f"{c}: split {split!r} is empty")
             return names, c
     return None
+
+
+def find_ab_label(ds: ChangeDataset, bases: Sequence[Path], split: str, *,
+                  list_files: Sequence[str] = ("list/{split}.txt",),
+                  fallback: Callable[[Path], tuple[list[str], Any] | None] | None = None) -> list[Pair] | None:
+    """Pairs of the common ``A/B/label`` layouts under the first of ``bases`` that has one:
+
+    split folders ``<base>/<split>/{A,B,label}/``; else flat ``<base>/{A,B,label}/`` with the names
+    of ``split_dir``, of the first of ``list_files`` that exists (relative to the base, ``{split}``
+    filled in), or of ``fallback(base)`` (``(names, source)``; the dataset's own split rule).
+    ``None`` when no base has either layout.
+    """
+    pairs = find_split_folders(ds, bases, split, [("A", "B", "label")])
+    if pairs is not None:
+        return pairs
+    base = find_flat(bases, ("A", "B", "label"))
+    if base is None:
+        return None
+    lists = [base / f.format(split=split) for f in list_files]
+    given = list_file_names(ds, split, lists) or (fallback(base) if fallback else None)
+    if given is None:
+        raise ds._layout_error(lists, f"the split list for {split!r}")
+    return match_triplets(base / "A", base / "B", base / "label", names=given[0], source=given[1])
+
+
+# ------------------------------------------------------------------------------------------ samples
+
+
+def write_triplet(rng: np.random.Generator, d1: Path, d2: Path, dl: Path, name: str, h: int, w: int | None = None,
+                  *, img_ext: str = ".png", label_ext: str = ".png", season: bool = False) -> None:
+    """One synthetic pair (:func:`rsbench.data.samples.synth.change_pair`) as ``d1/<name>``, ``d2/<name>``
+    and its 0/255 label ``dl/<name>`` (JPEG at quality 95 where an extension says so)."""
+    for d in (d1, d2, dl):
+        d.mkdir(parents=True, exist_ok=True)
+    a, b, m = change_pair(rng, h, w, season=season)
+    kw = {"quality": 95} if img_ext == ".jpg" else {}
+    Image.fromarray(a).save(d1 / f"{name}{img_ext}", **kw)
+    Image.fromarray(b).save(d2 / f"{name}{img_ext}", **kw)
+    Image.fromarray((m * 255).astype(np.uint8), mode="L").save(dl / f"{name}{label_ext}", **kw)

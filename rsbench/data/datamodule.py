@@ -1,5 +1,11 @@
-"""One LightningDataModule for every dataset: raw datasets from :func:`build_dataset`, the task's
-transforms on top, and a batch size given in total over all devices (the paper's convention)."""
+"""One LightningDataModule for every dataset.
+
+It knows datasets only through the registry (:func:`build_dataset`) and the task only through
+two hooks of the LightningModule it serves: ``collate_fn`` (how samples become a batch; default
+``torch.utils.data.default_collate``) and nothing else. Batch sizes are given in total over all
+devices (the paper's convention). Building the raw datasets checks the layout and every split,
+so :meth:`RSDataModule.check` is what the run calls before any model is built.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +17,14 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from rsbench.constants import IMAGENET_MEAN, IMAGENET_STD
 from rsbench.data.registry import build_dataset
 from rsbench.data.stats import band_stats
-from rsbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from rsbench.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+STAGES = ("train", "val", "test", "predict")
 
 
 class Transformed(Dataset):
@@ -32,61 +40,99 @@ class Transformed(Dataset):
         s = self.base[i]
         return self.transform(s) if self.transform is not None else s
 
-    def __getattr__(self, name: str) -> Any:  # classes, samples, ... of the raw dataset
-        if name in ("base", "transform"):
-            raise AttributeError(name)
-        return getattr(self.base, name)
-
 
 class RSDataModule(L.LightningDataModule):
+    """Datasets of ``splits`` (stage → the dataset's split name) with the task's transforms.
+
+    ``transforms`` is a factory ``f(mean=, std=, img_size=, in_chans=, scale_to_unit=, **kw)``
+    returning ``{"train": callable, "eval": callable}`` (the task config's ``transforms`` node);
+    ``sample=True`` writes rsbench's generated copy of the dataset to ``root`` in
+    :meth:`prepare_data` (the demo and the tests).
+    """
+
     def __init__(
         self,
         *,
-        name: str,
+        dataset: str,
         root: str | Path,
-        splits: Mapping[str, str],
-        transforms: Callable[..., dict[str, Callable]] | None,
+        splits: Mapping[str, str | None],
+        transforms: Callable[..., dict[str, Callable]] | None = None,
         batch_size: int,
         eval_batch_size: int | None = None,
         num_workers: int = 4,
         normalize: str | Mapping[str, Any] = "imagenet",
         dataset_kwargs: Mapping[str, Any] | None = None,
+        img_size: int = 224,
+        in_chans: int = 3,
+        scale_to_unit: float = 255.0,
         transform_kwargs: Mapping[str, Any] | None = None,
-        collate_fn: Callable | None = None,
+        stats_key: str = "image",
         cache_dir: str | Path | None = None,
-        image_key: str = "image",
+        sample: bool = False,
+        sample_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.name, self.root, self.splits = name, Path(root), dict(splits)
+        self.dataset, self.root = dataset, Path(root)
+        self.splits = {k: v for k, v in dict(splits).items() if v}
+        unknown = set(self.splits) - set(STAGES)
+        if unknown:
+            raise ConfigError(f"dataset.splits: unknown stage(s) {sorted(unknown)}; stages are {', '.join(STAGES)}")
         self.transform_factory = transforms
         self.batch_size, self.eval_batch_size = int(batch_size), eval_batch_size
         self.num_workers = int(num_workers)
         self.normalize = normalize
         self.dataset_kwargs = dict(dataset_kwargs or {})
-        self.transform_kwargs = dict(transform_kwargs or {})
-        self.collate_fn = collate_fn
-        self.cache_dir = cache_dir
-        self.image_key = image_key
+        self.scale_to_unit = float(scale_to_unit)
+        self.transform_kwargs = {"img_size": img_size, "in_chans": in_chans, "scale_to_unit": self.scale_to_unit,
+                                 **dict(transform_kwargs or {})}
+        self.stats_key, self.cache_dir = stats_key, cache_dir
+        self.sample, self.sample_kwargs = bool(sample), dict(sample_kwargs or {})
+        self._sample_written = False
         self.raw: dict[str, Dataset] = {}
         self.datasets: dict[str, Dataset] = {}
         self.mean: list[float] | None = None
         self.std: list[float] | None = None
 
-    # Building the raw datasets checks the layout and every split up front, before any model
-    # is built; the app calls this explicitly so bad data fails fast.
-    def prepare(self) -> None:
+    # -- data on disk -------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Write the generated sample copy when ``sample=True`` (once; never over other files)."""
+        from rsbench.data.samples import SAMPLE_NOTE, is_sample, write_sample
+
+        if not self.sample or self._sample_written:  # Lightning calls this before fit and again before test
+            return
+        if not is_sample(self.root):
+            if self.root.exists() and any(self.root.iterdir()):
+                raise ConfigError(f"dataset.sample=true but {self.root} already holds other files; "
+                                  "point dataset.root at an empty folder")
+            write_sample(self.dataset, self.root, seed=0, **self.sample_kwargs)
+        log.info("NOTE: %s\n      %s written to %s", SAMPLE_NOTE, self.dataset, self.root)
+        self._sample_written = True
+
+    def check(self) -> None:
+        """Build every configured split: layout, split files and (per ``verify``) every file."""
+        from rsbench.data.registry import DATASETS
+        from rsbench.data.samples import is_sample
+
         if self.raw:
             return
-        for stage in ("train", "val", "test"):
-            split = self.splits.get(stage)
-            if split is None:
-                continue
-            self.raw[stage] = build_dataset(self.name, self.root, split, None, **self.dataset_kwargs)
-            log.info("%s %s (%s): %d samples", self.name, stage, split, len(self.raw[stage]))
+        kw = dict(self.dataset_kwargs)
+        if self.sample or is_sample(self.root):  # what the generated copy needs (RESISC45: its own split files)
+            extra = DATASETS.get(self.dataset).sample_loader_kwargs(self.root)
+            kw.update({k: v for k, v in extra.items() if kw.get(k) is None})
+        for stage, split in self.splits.items():
+            self.raw[stage] = build_dataset(self.dataset, self.root, split, None, **kw)
+            log.info("%s %s (%s): %d samples", self.dataset, stage, split, len(self.raw[stage]))
         self.mean, self.std = self._norm_stats()
-        tfs = self.transform_factory(mean=self.mean, std=self.std, **self.transform_kwargs) if self.transform_factory else {}
+        tfs = self.transform_factory(mean=self.mean, std=self.std, **self.transform_kwargs) \
+            if self.transform_factory else {}
         for stage, ds in self.raw.items():
             self.datasets[stage] = Transformed(ds, tfs.get("train" if stage == "train" else "eval"))
+
+    def setup(self, stage: str | None = None) -> None:
+        self.check()
+
+    def has_split(self, stage: str) -> bool:
+        return stage in self.splits
 
     def _norm_stats(self) -> tuple[list[float], list[float]]:
         n = self.normalize
@@ -95,41 +141,64 @@ class RSDataModule(L.LightningDataModule):
         if n == "imagenet":
             return list(IMAGENET_MEAN), list(IMAGENET_STD)
         if n == "dataset":
-            scale = float(self.transform_kwargs.get("scale_to_unit", 1.0))
-            mean, std = band_stats(self.raw["train"], key=self.image_key, cache_dir=self.cache_dir,
-                                   cache_key=f"{self.name}|{self.root.resolve()}|{self.splits.get('train')}")
-            return [m / scale for m in mean], [s / scale for s in std]
-        raise ConfigError(f"data.normalize must be imagenet, dataset or {{mean, std}}, got {n!r}")
+            if "train" not in self.raw:
+                raise ConfigError("normalize: dataset needs a train split to take the statistics from")
+            mean, std = band_stats(self.raw["train"], key=self.stats_key, cache_dir=self.cache_dir,
+                                   cache_key=f"{self.dataset}|{self.root.resolve()}|{self.splits.get('train')}|"
+                                             f"{sorted(self.dataset_kwargs.items())}")
+            return [m / self.scale_to_unit for m in mean], [s / self.scale_to_unit for s in std]
+        raise ConfigError(f"normalize must be imagenet, dataset or {{mean, std}}, got {n!r}")
 
-    def setup(self, stage: str | None = None) -> None:
-        self.prepare()
+    # -- what the task and the callbacks ask of the data ----------------------------------------
+    def plot(self, sample: Mapping[str, Any], stage: str = "test", index: int | None = None):
+        """The dataset's own ``plot`` (TorchGeo's convention) of one sample, titled by its name."""
+        ds = self.raw[stage]
+        name = ds.sample_name(index) if index is not None else None
+        return ds.plot(dict(sample), suptitle=name)
 
-    def _per_device(self, total: int) -> int:
-        world = getattr(self.trainer, "world_size", 1) if self.trainer is not None else 1
-        if total % world:
-            raise ConfigError(f"data.batch_size={total} is not divisible by the {world} devices")
-        return max(1, total // world)
+    def sample_name(self, stage: str, index: int) -> str:
+        return self.raw[stage].sample_name(index)
+
+    def num_samples(self, stage: str) -> int:
+        return len(self.raw[stage])
+
+    @property
+    def class_names(self) -> list[str]:
+        ds = next(iter(self.raw.values()), None)
+        return list(getattr(ds, "classes", []) or [])
+
+    # -- loaders ------------------------------------------------------------------------------
+    def _world(self) -> tuple[int, int]:
+        t = self.trainer
+        return (getattr(t, "world_size", 1), getattr(t, "global_rank", 0)) if t is not None else (1, 0)
+
+    def _collate(self) -> Callable | None:
+        module = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
+        return getattr(module, "collate_fn", None)
 
     def _loader(self, stage: str, *, train: bool) -> DataLoader:
         if stage not in self.datasets:
-            raise ConfigError(f"dataset {self.name!r} has no split configured for {stage!r}")
-        bs = self._per_device(self.batch_size)
+            raise ConfigError(f"dataset {self.dataset!r} has no split configured for {stage!r} "
+                              f"(dataset.splits.{stage}=...)")
+        world, rank = self._world()
+        if self.batch_size % world:
+            raise ConfigError(f"data.batch_size={self.batch_size} is not divisible by the {world} devices")
+        bs = self.batch_size // world
         if not train and self.eval_batch_size:
             bs = int(self.eval_batch_size)
+        ds = self.datasets[stage]
         sampler = None
-        world = getattr(self.trainer, "world_size", 1) if self.trainer is not None else 1
         if not train and world > 1:
             # Lightning's default DistributedSampler pads the split with repeated samples so every
             # rank gets as many; that would count some test images twice. Each image once instead.
             from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 
-            sampler = UnrepeatedDistributedSampler(self.datasets[stage], num_replicas=world,
-                                                   rank=self.trainer.global_rank, shuffle=False)
+            sampler = UnrepeatedDistributedSampler(ds, num_replicas=world, rank=rank, shuffle=False)
         return DataLoader(
-            self.datasets[stage], batch_size=bs, shuffle=train and sampler is None, sampler=sampler,
-            drop_last=train and len(self.datasets[stage]) > bs,
-            num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
-            persistent_workers=self.num_workers > 0, collate_fn=self.collate_fn,
+            ds, batch_size=bs, shuffle=train and sampler is None, sampler=sampler,
+            drop_last=train and len(ds) > bs, num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(), persistent_workers=self.num_workers > 0,
+            collate_fn=self._collate(),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -140,3 +209,6 @@ class RSDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", train=False)

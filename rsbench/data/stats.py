@@ -19,7 +19,11 @@ def band_stats(dataset, *, key: str = "image", max_samples: int = 2000, seed: in
                cache_dir: str | Path | None = None, cache_key: str = "") -> tuple[list[float], list[float]]:
     cache = None
     if cache_dir is not None:
-        h = hashlib.sha1(f"{cache_key}|{len(dataset)}|{max_samples}|{seed}".encode()).hexdigest()[:12]
+        # the first sample's bands and dtype are part of the key: one copy of a release read with
+        # different ``bands`` (OSCD rgb / all) must not share statistics
+        first = dataset[0][key]
+        h = hashlib.sha1(f"{cache_key}|{len(dataset)}|{max_samples}|{seed}|{tuple(first.shape[:1])}|{first.dtype}"
+                         .encode()).hexdigest()[:12]
         cache = Path(cache_dir) / f"band_stats-{h}.json"
         if cache.is_file():
             d = json.loads(cache.read_text())

@@ -1,17 +1,30 @@
-"""Reading released checkpoints and loading them into backbones, with a report of what matched.
+"""One checkpoint loader for every backbone, in timm's ``load_checkpoint(model, path, filter_fn=...)`` shape.
 
-Formats handled by :func:`read_state_dict`: a dict with ``state_dict`` or ``model`` (the MTP
-release saves ``{'epoch', 'iteration', 'state_dict', 'optimizer', ...}``), or a raw state dict;
-``module.`` prefixes (DDP) are stripped. Architecture-specific rules (prefix selection,
-position-embedding interpolation) live with each backbone and call these helpers.
+:func:`load_checkpoint` does the same four steps for every architecture:
+
+1. :func:`read_state_dict`: the tensors of the file, whatever wrapper they were saved in (a dict
+   with ``state_dict`` or ``model`` — the MTP release saves ``{'epoch', 'iteration', 'state_dict',
+   'optimizer', ...}`` — or a raw state dict; ``.safetensors`` too); ``module.`` prefixes (DDP)
+   stripped.
+2. ``filter_fn(state_dict, model)``: the architecture's own rules — which prefix holds the encoder,
+   which keys it knows and leaves unused, which tensors to resize. Each backbone class provides its
+   filter as the method ``checkpoint_filter_fn``; ``model`` is the module being loaded (the backbone,
+   or the backbone with its neck). A filter returns the state dict to load (a plain dict, as timm's
+   filter functions do) or a :class:`Filtered` when it has more to report.
+3. :func:`load_state_dict_checked`: a tensor of the wrong shape is an error naming it; a missing
+   backbone parameter is an error unless ``allow_missing``.
+4. The outcome, a :class:`LoadReport` (loaded / missing / unexpected / resized / ignored keys).
+
+The helpers the filters share (encoder-prefix selection, pos-embed and rel-pos resizing) live here.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Union
 
 import torch
 import torch.nn as nn
@@ -19,6 +32,10 @@ import torch.nn.functional as F
 from timm.layers import resample_abs_pos_embed
 
 from rsbench.errors import WeightsError
+
+log = logging.getLogger(__name__)
+
+StateDict = dict[str, torch.Tensor]
 
 
 @dataclass
@@ -29,7 +46,7 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     resized: list[str] = field(default_factory=list)
     # checkpoint keys the backbone knows and deliberately does not use (e.g. the final ``norm`` of
-    # an MTP encoder, which no finetuning variant applies); neither loaded nor unexpected
+    # an MTP encoder, which no finetuning model applies); neither loaded nor unexpected
     ignored: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -39,23 +56,77 @@ class LoadReport:
         )
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint file, whatever wrapper it was saved in."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"checkpoint {path} does not exist")
-    try:
-        ckpt: Any = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 — re-raised naming the file
-        raise WeightsError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
+@dataclass
+class Filtered:
+    """What a filter function hands to the loader besides the tensors."""
+
+    state_dict: StateDict
+    #: checkpoint keys set aside on purpose (reported as ignored, not as unexpected)
+    ignored: list[str] = field(default_factory=list)
+    #: keys whose tensors were resized to the model
+    resized: list[str] = field(default_factory=list)
+    #: substrings of model keys that may be absent from the file and are not reported (recomputed buffers)
+    absent_ok: tuple[str, ...] = ()
+    #: model keys left at their initialisation on purpose: reported as missing, never an error
+    left_random: list[str] = field(default_factory=list)
+
+
+FilterFn = Callable[[StateDict, nn.Module], Union[Mapping[str, torch.Tensor], Filtered]]
+
+
+def load_checkpoint(
+    model: nn.Module,
+    source: str | Path | Mapping[str, Any],
+    *,
+    filter_fn: FilterFn | None = None,
+    allow_missing: bool = False,
+) -> LoadReport:
+    """Read ``source`` (a file or an in-memory checkpoint), filter it for ``model`` and load it (module docstring)."""
+    path = "<state dict>" if isinstance(source, Mapping) else str(source)
+    sd = read_state_dict(source)
+    out = filter_fn(sd, model) if filter_fn is not None else sd
+    f = out if isinstance(out, Filtered) else Filtered(dict(out))
+    report = load_state_dict_checked(model, f.state_dict, path=path, allow_missing=allow_missing,
+                                     ignore_missing=f.absent_ok)
+    report.resized, report.ignored = list(f.resized), list(f.ignored)
+    report.missing += f.left_random  # reported (left at their init on purpose), not an error
+    if report.unexpected:
+        log.warning("%s: %d unexpected keys, e.g. %s", path, len(report.unexpected), report.unexpected[:5])
+    if report.missing:
+        log.warning("%s: %d backbone parameters not loaded (allowed), e.g. %s", path, len(report.missing),
+                    report.missing[:5])
+    return report
+
+
+def read_state_dict(source: str | Path | Mapping[str, Any]) -> StateDict:
+    """The tensors of a checkpoint file (or of an already loaded checkpoint), whatever wrapper it was saved in."""
+    if isinstance(source, Mapping):
+        name, ckpt = "<state dict>", source
+    else:
+        name, ckpt = str(source), _read_file(Path(source))
     if isinstance(ckpt, Mapping):
         for key in ("state_dict", "model"):
             if key in ckpt and isinstance(ckpt[key], Mapping):
                 ckpt = ckpt[key]
                 break
     if not isinstance(ckpt, Mapping) or not all(isinstance(v, torch.Tensor) for v in ckpt.values()):
-        raise WeightsError(f"{path} holds no state dict (expected a dict of tensors, or one under 'state_dict'/'model')")
+        raise WeightsError(
+            f"{name} holds no state dict (expected a dict of tensors, or one under 'state_dict'/'model')"
+        )
     return {strip_prefix(k, "module."): v for k, v in ckpt.items()}
+
+
+def _read_file(path: Path) -> Any:
+    if not path.is_file():
+        raise WeightsError(f"checkpoint {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 — re-raised naming the file
+        raise WeightsError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
 
 
 def strip_prefix(key: str, prefix: str) -> str:
@@ -101,12 +172,11 @@ def load_state_dict_checked(
     return report
 
 
-def select_encoder_keys(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+def select_encoder_keys(sd: Mapping[str, torch.Tensor]) -> tuple[StateDict, list[str]]:
     """Whole MTP model → its ``encoder.*``; finetuned mm model → its ``backbone.*``; else as is.
 
     Returns the backbone's tensors (prefix removed) and the names of the others (decoders, heads).
     """
-    sd = {strip_prefix(k, "module."): v for k, v in sd.items()}
     for prefix in ("encoder.", "backbone."):
         if any(k.startswith(prefix) for k in sd):
             kept = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}

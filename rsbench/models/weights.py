@@ -1,7 +1,9 @@
 """Released weights by name: ``backbone.pretrained=mtp`` → the official file under ``weights_dir``.
 
 Nothing is downloaded. When the file is absent the error names the file, the folder it was
-looked for in, and where the authors publish it.
+looked for in, and where the authors publish it. A run resolves its weights once, before any model
+is built, and passes the path on; ``build_backbone`` calls :func:`resolve_weights` too, which for a
+path only checks that the file is there (so the Python API also takes a tag).
 """
 
 from __future__ import annotations

@@ -1,9 +1,23 @@
-"""What every task shares: the backbone, AdamW with layer-wise LR decay, the warm-up schedule."""
+"""What every task shares: the backbone, AdamW with layer-wise LR decay, the warm-up schedule,
+and the small hooks through which the shared code asks a task about its own batches.
+
+Hooks (override where the default does not fit; the datamodule and callbacks call only these):
+
+* ``collate_fn`` — how samples become a batch (``None``: ``default_collate``; detection, whose
+  images hold different numbers of boxes, returns lists).
+* ``batch_size_of(batch)`` — images in a batch, for the run's images/s.
+* ``test_step`` returns ``{"prediction": ...}`` (one entry per sample, as the dataset's ``plot``
+  draws it), which :class:`rsbench.callbacks.PredictionPlots` draws for the first test samples.
+* ``predict_step`` / ``write_prediction(prediction, name, out_dir)`` — a server submission:
+  :class:`rsbench.callbacks.SubmissionWriter` calls it for every sample of the ``predict`` split.
+* ``test_results`` — the run record's metrics, filled in ``on_test_epoch_end``.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 import lightning as L
 import torch
@@ -16,24 +30,50 @@ log = logging.getLogger(__name__)
 
 
 class BaseTask(L.LightningModule):
-    """Subclasses add heads, losses and metrics; they fill ``self.test_results`` in ``on_test_epoch_end``."""
+    """Subclasses add heads, losses and metrics; they fill ``self.test_results`` in ``on_test_epoch_end``.
+
+    ``backbone``: ``{name, pretrained (a file or None), features ("maps" | "pyramid"),
+    allow_missing, kwargs}`` — the arguments of :func:`rsbench.models.build_backbone`.
+    """
+
+    #: how samples become a batch; None is torch's default_collate
+    collate_fn: Callable | None = None
 
     def __init__(self, *, backbone: Mapping[str, Any], optim: Mapping[str, Any], sched: Mapping[str, Any],
-                 img_size: int, in_chans: int = 3, **_: Any) -> None:
+                 img_size: int, in_chans: int = 3, num_classes: int, class_names: Sequence[str] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         bb = dict(backbone)
+        pretrained = bb.get("pretrained")
         self.backbone = build_backbone(
-            bb["name"], img_size=img_size, in_chans=in_chans, pretrained=bb.get("pretrained"),
-            **({"allow_missing": bb.get("allow_missing", False)} if bb.get("pretrained") else {}),
-            **({"variant": bb["variant"]} if bb.get("variant") else {}),
+            bb["name"], img_size=img_size, in_chans=in_chans, pretrained=pretrained,
+            features=bb.get("features", "maps"), allow_missing=bool(bb.get("allow_missing")),
             **dict(bb.get("kwargs") or {}),
         )
         if getattr(self.backbone, "load_report", None) is not None:
             log.info("pretrained weights: %s", self.backbone.load_report.summary())
+        self.num_classes = int(num_classes)
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(self.num_classes)]
         self.optim_cfg, self.sched_cfg = dict(optim), dict(sched)
         self.test_results: dict[str, Any] = {}
 
+    # -- hooks ----------------------------------------------------------------------------------
+    @staticmethod
+    def batch_size_of(batch: Any) -> int:
+        """Samples in ``batch``: the length of its first tensor (or list)."""
+        if isinstance(batch, Mapping):
+            return len(next(iter(batch.values())))
+        return len(batch)
+
+    def write_prediction(self, prediction: torch.Tensor, name: str, out_dir: Path) -> None:
+        raise NotImplementedError(f"{type(self).__name__} writes no server submission")
+
+    def _gather_count(self, n: int) -> int:
+        """A per-process count summed over all processes (DDP)."""
+        t = torch.tensor(n, device=self.device)
+        return int(self.all_gather(t).sum()) if self.trainer.world_size > 1 else n
+
+    # -- optimisation ---------------------------------------------------------------------------
     def configure_optimizers(self):
         o, s = self.optim_cfg, self.sched_cfg
         groups = param_groups(self.named_parameters(), backbone=self.backbone, backbone_prefix="backbone.",
@@ -43,7 +83,7 @@ class BaseTask(L.LightningModule):
         total = int(self.trainer.estimated_stepping_batches)
         max_epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
         spe = max(1, total // max_epochs) if self.trainer.max_steps in (-1, None) else max(1, self._steps_per_epoch())
-        warmup = s.get("warmup_iters")
+        warmup = s.get("warmup_steps")
         if warmup is None:
             warmup = int(round(float(s.get("warmup_epochs") or 0) * spe))
         schedule = Schedule(

@@ -1,7 +1,7 @@
 """Change detection: siamese backbone → |f1 − f2| per level → UNet head → 2-class logits (CE).
 
 The MTP model (Open-CD ``SiamEncoderDecoder`` + ``FeatureFusionNeck(abs_diff)`` + ``UNetHead``;
-mtp_recipes.md §2.5 and §5, :mod:`rsbench.models.heads.unet_cd`). Logits are bilinearly resized
+docs/protocols.md §2.5 and §5, :mod:`rsbench.models.heads.unet_cd`). Logits are bilinearly resized
 to the label size for the loss and the prediction, as mmseg does; the loss is mmseg's
 ``CrossEntropyLoss`` with ``avg_non_ignore=False``: summed over labelled pixels and divided by all
 pixels of the batch (ignored pixels, e.g. rotation borders, count in the denominator).
@@ -12,29 +12,27 @@ number ``F1`` is the F1 of the class "changed" (mmseg ``Fscore`` of class 1), wi
 (``mF1``, ``mIoU``, ``mPrecision``, ``mRecall``; the ``mFscore``/``mIoU`` mmseg logs), per-class
 values and the confusion matrix (rows = label, columns = prediction).
 
-During test, the first ``eval_cfg['samples_to_plot']`` samples are drawn side by side (date 1,
-date 2, label, prediction) into ``<run_dir>/predictions/``.
+The first test samples are drawn by the dataset's ``plot`` (date 1 | date 2 | label | prediction)
+through :class:`rsbench.callbacks.PredictionPlots`.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score,
                                          MulticlassJaccardIndex, MulticlassPrecision, MulticlassRecall)
 
+from rsbench.constants import IGNORE_INDEX as IGNORE
 from rsbench.errors import ConfigError
 from rsbench.models.heads.unet_cd import UNetHead, siamese_features
 from rsbench.tasks.base import BaseTask
 
 log = logging.getLogger(__name__)
-IGNORE = 255
 
 
 def cd_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -74,20 +72,14 @@ class ChangeDetectionTask(BaseTask):
     Task kwargs (``conf/task/cd.yaml``): ``decoder_channels`` ([512, 256, 128, 64]), ``dropout`` (0.1).
     """
 
-    def __init__(self, *, num_classes: int = 2, class_names: Sequence[str] | None = None, run_dir: str | None = None,
-                 eval_cfg: Mapping[str, Any] | None = None, decoder_channels: Sequence[int] = (512, 256, 128, 64),
-                 dropout: float = 0.1, **kw: Any) -> None:
+    def __init__(self, *, num_classes: int = 2, class_names: Sequence[str] | None = None,
+                 decoder_channels: Sequence[int] = (512, 256, 128, 64), dropout: float = 0.1, **kw: Any) -> None:
         if num_classes != 2:
             raise ConfigError(f"change detection here is binary (unchanged / changed); got num_classes={num_classes}")
-        super().__init__(**kw)
-        self.class_names = list(class_names) if class_names else ["unchanged", "changed"]
+        super().__init__(num_classes=num_classes, class_names=class_names or ["unchanged", "changed"], **kw)
         self.head = UNetHead(self.backbone.out_channels, decoder_channels, num_classes, dropout)
-        self.run_dir = Path(run_dir) if run_dir else None
-        self.samples_to_plot = int((eval_cfg or {}).get("samples_to_plot", 0) or 0)
         self.val_metrics = cd_metric_collection(num_classes)
         self.test_metrics = cd_metric_collection(num_classes)
-        self._plotted = 0
-        self._seen = 0
         self._num_test = 0
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, size: Sequence[int] | None = None) -> torch.Tensor:
@@ -117,84 +109,18 @@ class ChangeDetectionTask(BaseTask):
         self.val_metrics.reset()
 
     def on_test_epoch_start(self) -> None:
-        self._plotted = self._seen = self._num_test = 0
+        self._num_test = 0
 
-    def test_step(self, batch: dict[str, torch.Tensor], _: int) -> None:
+    def test_step(self, batch: dict[str, torch.Tensor], _: int) -> dict[str, torch.Tensor]:
         mask = batch["mask"]
-        logits = self(batch["image1"], batch["image2"], size=mask.shape[-2:])
-        pred = logits.argmax(1)
+        pred = self(batch["image1"], batch["image2"], size=mask.shape[-2:]).argmax(1)
         self.test_metrics.update(pred, mask)
         self._num_test += len(mask)
-        if self._plotted < self.samples_to_plot and self.run_dir is not None and self.global_rank == 0:
-            self._plot(batch, pred)
-        self._seen += len(mask)
+        return {"prediction": pred}
 
     def on_test_epoch_end(self) -> None:
         res = cd_results(self.test_metrics.compute(), self.class_names)
-        n = torch.tensor(self._num_test, device=self.device)
-        if self.trainer.world_size > 1:
-            n = self.all_gather(n).sum()
-        res["num_test_samples"] = int(n)
+        res["num_test_samples"] = self._gather_count(self._num_test)
         self.log("test/F1", res["F1"])
         self.test_results = res
         self.test_metrics.reset()
-
-    # -- plots --------------------------------------------------------------------------------
-    def _test_dataset(self):
-        dm = getattr(self.trainer, "datamodule", None)
-        return getattr(dm, "raw", {}).get("test") if dm is not None else None
-
-    def _plot(self, batch: dict[str, torch.Tensor], pred: torch.Tensor) -> None:
-        from PIL import Image
-
-        ds = self._test_dataset()
-        rgb = list(getattr(ds, "rgb_bands", (0, 1, 2)))
-        out = self.run_dir / "predictions"  # type: ignore[operator]
-        out.mkdir(parents=True, exist_ok=True)
-        for j in range(len(pred)):
-            if self._plotted >= self.samples_to_plot:
-                break
-            idx = self._seen + j
-            name = ds.item_name(idx) if (ds is not None and hasattr(ds, "item_name") and self.trainer.world_size == 1) \
-                else f"{idx:05d}"
-            m = batch["mask"][j].cpu().numpy()
-            p = pred[j].cpu().numpy()
-            panels = [_display(batch["image1"][j], rgb, m.shape), _display(batch["image2"][j], rgb, m.shape),
-                      _label_rgb(m), _pred_rgb(p, m)]
-            h, w = m.shape
-            sep = 4
-            canvas = np.full((h, 4 * w + 3 * sep, 3), 255, np.uint8)
-            for k, panel in enumerate(panels):
-                canvas[:, k * (w + sep):k * (w + sep) + w] = panel
-            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-            Image.fromarray(canvas).save(out / f"{self._plotted:03d}_{safe}.png")
-            self._plotted += 1
-
-
-def _display(img: torch.Tensor, rgb: list[int], size: tuple[int, int]) -> np.ndarray:
-    """A normalised (C, H, W) image as (H, W, 3) uint8, 2–98 % stretched, resized to ``size``."""
-    x = img.detach().float().cpu()
-    x = x[rgb] if x.shape[0] >= 3 and max(rgb) < x.shape[0] else x[:1].expand(3, -1, -1)
-    if tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x[None], size=size, mode="bilinear", align_corners=False)[0]
-    lo, hi = torch.quantile(x.flatten(), torch.tensor([0.02, 0.98]))
-    x = ((x - lo) / (hi - lo + 1e-6)).clamp(0, 1)
-    return (x.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-
-
-def _label_rgb(m: np.ndarray) -> np.ndarray:
-    """Label: changed white, unchanged black, ignored grey."""
-    out = np.zeros((*m.shape, 3), np.uint8)
-    out[m == 1] = 255
-    out[m == IGNORE] = 128
-    return out
-
-
-def _pred_rgb(p: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """Prediction: true change white, false alarm red, missed change blue, no change black."""
-    out = np.zeros((*p.shape, 3), np.uint8)
-    out[(p == 1) & (m == 1)] = (255, 255, 255)
-    out[(p == 1) & (m == 0)] = (230, 40, 40)
-    out[(p == 0) & (m == 1)] = (40, 90, 230)
-    out[m == IGNORE] = np.where(p[m == IGNORE, None] == 1, 200, 100).astype(np.uint8)
-    return out

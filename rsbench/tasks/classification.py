@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -17,9 +17,9 @@ class ClassificationTask(BaseTask):
     head initialised N(0, 0.01), plain cross-entropy. Reports OA (%), per-class accuracy and the
     confusion matrix on the test split."""
 
-    def __init__(self, *, num_classes: int, class_names: Sequence[str] | None = None, **kw: Any) -> None:
+    def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
-        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        num_classes = self.num_classes
         self.head = nn.Linear(self.backbone.out_channels[-1], num_classes)
         nn.init.normal_(self.head.weight, std=0.01)
         nn.init.zeros_(self.head.bias)
@@ -43,10 +43,11 @@ class ClassificationTask(BaseTask):
         self.val_oa(logits, batch["label"])
         self.log("val/OA", self.val_oa, prog_bar=True, batch_size=len(logits))
 
-    def test_step(self, batch: dict[str, torch.Tensor], _: int) -> None:
+    def test_step(self, batch: dict[str, torch.Tensor], _: int) -> dict[str, torch.Tensor]:
         logits = self(batch["image"])
         for m in (self.test_oa, self.test_per_class, self.test_cm):
             m.update(logits, batch["label"])
+        return {"prediction": logits.argmax(1)}
 
     def on_test_epoch_end(self) -> None:
         oa = float(self.test_oa.compute()) * 100

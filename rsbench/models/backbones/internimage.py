@@ -22,9 +22,10 @@ output_proj, offset, mask, dw_conv.0, dw_conv.1.1}, norm2.0, mlp.fc1, mlp.fc2, g
 operator is :mod:`rsbench.models.ops.dcnv3` (plain PyTorch, CPU and GPU; same results as the
 official ``dcnv3_core_pytorch``).
 
-**Checkpoint loading** (``pretrained=`` a path, or the tag ``mtp`` resolved under
-``weights_dir`` / ``$RSBENCH_WEIGHTS`` by :func:`rsbench.models.weights.resolve_weights`) follows
-the official ``InternImage.init_weights``: take ``state_dict``, else ``model``, else the raw
+**Checkpoint loading** (``build_backbone(..., pretrained=)`` a path, or the tag ``mtp`` resolved under
+``weights_dir`` / ``$RSBENCH_WEIGHTS`` by :func:`rsbench.models.weights.resolve_weights`; the rules are
+:meth:`InternImage.checkpoint_filter_fn`, applied by :func:`rsbench.models.checkpoint.load_checkpoint`)
+follows the official ``InternImage.init_weights``: take ``state_dict``, else ``model``, else the raw
 dict; strip ``backbone.`` and ``module.``; load non-strictly. Two differences, both on the safe
 side: (1) a whole MTP model file (``last_internimage_xl_ss_is_rd_pretrn_model.pth``, keys
 ``encoder.*`` beside the decoders' ``semsegdecoder.*``, ``rotdet*``...) is also accepted: its
@@ -32,7 +33,7 @@ side: (1) a whole MTP model file (``last_internimage_xl_ss_is_rd_pretrn_model.pt
 official loader does not strip ``encoder.``, so with that file it would silently load nothing);
 (2) backbone parameters missing from the file raise :class:`rsbench.errors.WeightsError` unless
 ``allow_missing=True``. Unexpected keys are reported, not fatal. The result is kept in
-``model.load_report`` (:class:`rsbench.models.checkpoint.LoadReport`) and logged.
+``model.load_report`` (:class:`rsbench.models.checkpoint.LoadReport`).
 
 **Layer-wise LR decay.** The official configs ask for
 ``CustomLayerDecayOptimizerConstructor_InternImage`` with num_layers 39, decay 0.94, depths
@@ -59,7 +60,6 @@ for 1-D tensors, names ending in ``.bias``, and names containing ``norm``,
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -68,10 +68,9 @@ import torch.utils.checkpoint as torch_checkpoint
 from timm.layers import DropPath, trunc_normal_
 
 from rsbench.errors import ConfigError
-from rsbench.models.checkpoint import LoadReport, load_state_dict_checked, read_state_dict, select_encoder_keys
+from rsbench.models.checkpoint import Filtered, StateDict, select_encoder_keys
 from rsbench.models.ops.dcnv3 import DCNv3
 from rsbench.models.registry import BACKBONES
-from rsbench.models.weights import resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +238,20 @@ class InternImageBlock(nn.Module):
         return x, x_
 
 
+def _check_arch(channels: int, depths: list[int], groups: list[int], layer_decay_mode: str,
+                drop_path_type: str) -> None:
+    """ConfigErrors for configurations the official class would fail on or silently misread."""
+    if len(depths) != len(groups):
+        raise ConfigError(f"InternImage: depths {depths} and groups {groups} differ in length")
+    for i, g in enumerate(groups):
+        if (channels * 2**i) % g:
+            raise ConfigError(f"InternImage: level {i} has {channels * 2**i} channels, not divisible by groups {g}")
+    if layer_decay_mode not in LAYER_DECAY_MODES:
+        raise ConfigError(f"InternImage: layer_decay_mode {layer_decay_mode!r} not in {LAYER_DECAY_MODES}")
+    if drop_path_type not in ("linear", "uniform"):
+        raise ConfigError(f"InternImage: drop_path_type {drop_path_type!r} not in ('linear', 'uniform')")
+
+
 class InternImage(nn.Module):
     """InternImage with DCNv3 (official ``InternImage`` layout and initialisation)."""
 
@@ -263,22 +276,13 @@ class InternImage(nn.Module):
     ) -> None:
         super().__init__()
         depths, groups = list(depths), list(groups)
-        if len(depths) != len(groups):
-            raise ConfigError(f"InternImage: depths {depths} and groups {groups} differ in length")
+        _check_arch(channels, depths, groups, layer_decay_mode, drop_path_type)
         num_levels = len(depths)
-        for i, g in enumerate(groups):
-            if (channels * 2**i) % g:
-                raise ConfigError(f"InternImage: level {i} has {channels * 2**i} channels, not divisible by groups {g}")
-        if layer_decay_mode not in LAYER_DECAY_MODES:
-            raise ConfigError(f"InternImage: layer_decay_mode {layer_decay_mode!r} not in {LAYER_DECAY_MODES}")
-        if drop_path_type not in ("linear", "uniform"):
-            raise ConfigError(f"InternImage: drop_path_type {drop_path_type!r} not in ('linear', 'uniform')")
         self.depths = depths
         self.channels = channels
         self.out_indices = tuple(out_indices)
         self.layer_decay_mode = layer_decay_mode
         self.num_layer_ids = sum(depths) + 2
-        self.load_report: LoadReport | None = None
 
         self.patch_embed = StemLayer(in_chans, channels)
         self.pos_drop = nn.Dropout(p=drop_rate)
@@ -359,24 +363,14 @@ class InternImage(nn.Module):
 
     # -- checkpoint ---------------------------------------------------------------------------
 
-    def load_pretrained(self, path: str | Path, *, allow_missing: bool = False) -> LoadReport:
-        """Load a released checkpoint (official rules plus the two safeguards in the docstring)."""
-        sd = read_state_dict(path)  # state_dict | model | raw; 'module.' stripped
-        sd, ignored = select_encoder_keys(sd)  # encoder.* of a whole MTP model, backbone.* of a finetuned one
+    @staticmethod
+    def checkpoint_filter_fn(state_dict: StateDict, model: nn.Module) -> Filtered:
+        """The official rules plus the two safeguards of the module docstring."""
+        sd, ignored = select_encoder_keys(state_dict)  # encoder.* of a whole MTP model, backbone.* of a finetuned one
         if ignored:
-            log.info(
-                "%s holds more than the encoder: loading its encoder.*/backbone.* weights, ignoring %d "
-                "decoder/head tensors", path, len(ignored),
-            )
-        report = load_state_dict_checked(self, sd, path=str(path), allow_missing=allow_missing)
-        report.ignored = ignored
-        self.load_report = report
-        log.info("%s", report.summary())
-        if report.unexpected:
-            log.warning("%s: %d unexpected keys, e.g. %s", path, len(report.unexpected), report.unexpected[:5])
-        if report.missing:
-            log.warning("%s: %d backbone parameters missing (allowed), e.g. %s", path, len(report.missing), report.missing[:5])
-        return report
+            log.info("checkpoint holds more than the encoder: loading its encoder.*/backbone.* weights, "
+                     "ignoring %d decoder/head tensors", len(ignored))
+        return Filtered(sd, ignored=ignored)
 
 
 @BACKBONES.register("internimage_xl")
@@ -384,22 +378,9 @@ def internimage_xl(
     *,
     img_size: int | tuple[int, int] | None = None,
     in_chans: int = 3,
-    pretrained: str | None = None,
-    weights_dir: str | Path | None = None,
-    allow_missing: bool = False,
     layer_decay_mode: str = "official",
-    variant: str | None = None,
     **arch_kw: Any,
 ) -> InternImage:
-    """InternImage-XL as in MTP; ``pretrained``: ``None``, ``"mtp"`` or a checkpoint path.
-
-    ``variant`` (a task's wish for raw maps or a pyramid) is accepted and ignored: every MTP task
-    uses InternImage's four levels at strides 4–32 as they are.
-    """
-    del img_size, variant  # fully convolutional; one output layout for all tasks
-    kw = {**XL_ARCH, **arch_kw}
-    model = InternImage(in_chans=in_chans, layer_decay_mode=layer_decay_mode, **kw)
-    path = resolve_weights("internimage_xl", pretrained, weights_dir)
-    if path is not None:
-        model.load_pretrained(path, allow_missing=allow_missing)
-    return model
+    """InternImage-XL as in MTP: four levels at strides 4-32 (``img_size`` unused: fully convolutional)."""
+    del img_size
+    return InternImage(in_chans=in_chans, layer_decay_mode=layer_decay_mode, **{**XL_ARCH, **arch_kw})

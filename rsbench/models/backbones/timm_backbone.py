@@ -1,14 +1,17 @@
-"""Any timm model as an rsbench backbone (the baselines: ``resnet50``, ``vit_base_patch16_224``...).
+"""Any timm model as an rsbench backbone (the baselines: ``resnet50``, ``convnext_tiny``, ``vit_base_patch16_224``...).
 
-The model is built whole (not ``features_only``) and its maps come from timm's
+``build_backbone(<timm name>, ...)`` builds :class:`TimmBackbone` for every name that is not an
+rsbench backbone. The model is built whole (not ``features_only``) and its maps come from timm's
 ``forward_intermediates``, so timm's own ``group_matcher`` still names the layers for layer-wise
-LR decay. Pretrained weights are never downloaded: ``pretrained`` is a local file (timm or
-torchvision layout) or ``None`` for random init.
+LR decay. By default the maps are the last four entries of the model's ``feature_info``: the
+stages at strides 4, 8, 16, 32 of a conv net (a pyramid as it is), four blocks at stride 16 of a
+ViT (which ``features="pyramid"`` passes through the fpn neck). Pretrained weights are never
+downloaded: ``pretrained`` is a local file (timm or torchvision layout) or ``None``.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import sys
 from typing import Any
 
 import timm
@@ -16,16 +19,13 @@ import torch
 import torch.nn as nn
 from timm.models import group_parameters
 
-from rsbench.errors import ConfigError, WeightsError
+from rsbench.errors import ConfigError
+from rsbench.models.checkpoint import Filtered, StateDict, strip_prefix
 from rsbench.models.registry import BACKBONES
 
 
 class TimmBackbone(nn.Module):
-    """Wraps a timm model; forward gives the maps at ``out_indices`` (default: the last 4).
-
-    ``variant`` (the task's wish for a pyramid or raw maps) is accepted and ignored: timm
-    convnets give a 4–32 pyramid and timm ViTs their stride-16 maps either way.
-    """
+    """Wraps timm model ``model_name``; forward gives the maps at ``out_indices`` (default: the last 4)."""
 
     def __init__(
         self,
@@ -33,12 +33,8 @@ class TimmBackbone(nn.Module):
         *,
         img_size: int | tuple[int, int],
         in_chans: int = 3,
-        pretrained: str | None = None,
         out_indices: list[int] | None = None,
         drop_path_rate: float = 0.0,
-        allow_missing: bool = False,
-        weights_dir: str | None = None,
-        variant: str | None = None,
         **kw: Any,
     ) -> None:
         super().__init__()
@@ -50,8 +46,7 @@ class TimmBackbone(nn.Module):
         model_kw: dict[str, Any] = dict(in_chans=in_chans, num_classes=0, drop_path_rate=drop_path_rate)
         if _takes_img_size(model_name):
             model_kw["img_size"] = img_size
-        model_kw.update(kw)
-        self.model = timm.create_model(model_name, pretrained=False, **model_kw)
+        self.model = timm.create_model(model_name, pretrained=False, **{**model_kw, **kw})
         if not hasattr(self.model, "forward_intermediates"):
             raise ConfigError(f"timm model {model_name!r} has no forward_intermediates; pick another")
         n_stages = len(self.model.feature_info)
@@ -62,11 +57,6 @@ class TimmBackbone(nn.Module):
         self.model_name = model_name
         self._layer_map = _layer_map(self.model)
         self.num_layer_ids = max(self._layer_map.values(), default=0) + 2
-        if pretrained:
-            from rsbench.models.weights import resolve_weights
-
-            path = resolve_weights(model_name, pretrained, weights_dir)
-            load_timm_weights(self.model, path, allow_missing=allow_missing)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = self.model.forward_intermediates(x, indices=self.out_indices, intermediates_only=True)
@@ -75,6 +65,23 @@ class TimmBackbone(nn.Module):
     def layer_id(self, name: str) -> int:
         """timm's fine-grained groups; the stem is 0, the last group ``num_layer_ids - 2``."""
         return self._layer_map.get(name.removeprefix("model."), self.num_layer_ids - 1)
+
+    def checkpoint_filter_fn(self, state_dict: StateDict, model: nn.Module) -> Filtered:
+        """A file of the timm model (timm or torchvision layout, or rsbench's ``model.*``), loaded as timm would.
+
+        The model's own timm filter runs first where its module has one (e.g. a ViT's ``pos_embed``
+        resized to this ``img_size``), then the classifier (``pretrained_cfg['classifier']``: ``fc``,
+        ``head``...) is set aside as ignored, and the names go under ``model.``.
+        """
+        sd = {strip_prefix(k, "model."): v for k, v in state_dict.items()}
+        timm_filter = getattr(sys.modules.get(type(self.model).__module__), "checkpoint_filter_fn", None)
+        if timm_filter is not None:
+            sd = dict(timm_filter(sd, self.model))
+        own = self.model.state_dict()
+        heads = self.model.pretrained_cfg.get("classifier") or ()
+        heads = tuple(f"{h}." for h in ([heads] if isinstance(heads, str) else heads))
+        ignored = [k for k in sd if k.startswith(heads) and k not in own]
+        return Filtered({f"model.{k}": v for k, v in sd.items() if k not in ignored}, ignored=ignored)
 
 
 def _takes_img_size(model_name: str) -> bool:
@@ -90,48 +97,3 @@ def _layer_map(model: nn.Module) -> dict[str, int]:
         for n in names:
             out[n] = int(gid)
     return out
-
-
-def load_timm_weights(model: nn.Module, path: str | Path, *, allow_missing: bool = False) -> None:
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(
-            f"pretrained weights {path} not found. rsbench never downloads weights: get the "
-            "file from the model's publisher (e.g. the timm model card on huggingface.co) and "
-            "pass its local path as backbone.pretrained=..."
-        )
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 — re-raised with the file named
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            sd = load_file(str(path))
-        else:
-            raise WeightsError(f"cannot read checkpoint {path}: {e}") from e
-    for key in ("state_dict", "model"):
-        if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
-            sd = sd[key]
-    sd = {k.removeprefix("module."): v for k, v in sd.items()}
-    head = ("fc.", "head.", "classifier.", "head.fc.")
-    sd = {k: v for k, v in sd.items() if not k.startswith(head)}
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    missing = [k for k in missing if not k.startswith(head)]
-    if missing and not allow_missing:
-        raise WeightsError(
-            f"{path}: {len(missing)} backbone parameters missing from the checkpoint, e.g. {missing[:5]}"
-        )
-
-
-@BACKBONES.register("resnet50")
-def resnet50(**kw: Any) -> TimmBackbone:
-    return TimmBackbone("resnet50", **kw)
-
-
-@BACKBONES.register("resnet18")
-def resnet18(**kw: Any) -> TimmBackbone:
-    return TimmBackbone("resnet18", **kw)
-
-
-def build_timm_backbone(name: str, **kw: Any) -> TimmBackbone:
-    return TimmBackbone(name, **kw)

@@ -7,32 +7,34 @@ commit 13cc2b7) that computes the same function with the same parameter names, s
 that of the official code; the implementation is vectorised over batch, heads and windows and uses
 ``F.scaled_dot_product_attention`` where that is faster (see :class:`FullAttention`).
 
-Architecture (``../shared/reference/mtp_recipes.md`` §3.1)
+Architecture (docs/protocols.md §3.1)
     Conv2d patch embedding (16×16), absolute ``pos_embed`` (1, N, C) without cls token, added as is
     (so the input must be exactly ``img_size``); pre-norm blocks (LN eps 1e-6, GELU MLP, no
     layer scale); every ``interval``-th block (index ``i`` with ``(i+1) % interval == 0``) is global
-    attention, all others RVSA with 7×7 windows.
+    attention, all others RVSA with 7×7 windows. ``forward`` returns the ``out_indices`` blocks'
+    maps at stride 16; the final ``norm`` is never applied (no official finetune forward calls it).
 
-Variants (``variant=``), one per official copy
-    ``cls`` / ``cd``  Scene_Classification / Change_Detection ``RVSA_MTP``: the ``out_indices`` maps
-                      at stride 16, no fpn ops; global blocks with decomposed rel-pos.
-    ``seg``           Semantic_Segmentation ``RVSA_MTP``: the maps through ``fpn1..4``
-                      (strides 4, 8, 16, 32); global blocks with decomposed rel-pos.
-    ``det``           Horizontal/Rotated_Detection ``RVSA_MTP_branches``: fpn pyramid as ``seg``,
-                      global blocks WITHOUT rel-pos (commented out in the official det copies).
-    No variant applies the final ``norm`` (the official finetune forwards never call it).
+The official copies, and how rsbench builds each (``build_backbone(name, features=..., ...)``)
+    Scene_Classification / Change_Detection ``RVSA_MTP``: ``features="maps"`` — the four stride-16
+    maps. Semantic_Segmentation ``RVSA_MTP``: ``features="pyramid"`` — the same maps through the
+    ``fpn1..4`` ops (strides 4, 8, 16, 32), which rsbench builds as a separate neck,
+    :class:`rsbench.models.necks.SimpleFeaturePyramid`, whose parameters keep the official names.
+    Horizontal/Rotated_Detection ``RVSA_MTP_branches``: ``features="pyramid", rel_pos=False`` — their
+    global blocks have no decomposed rel-pos (commented out in the official det copies).
 
-Parameters the variant does not use are not created: ``norm.*`` (never used when finetuning),
-``fpn1/fpn2.*`` for cls/cd, ``full_attn_rel_pos_*`` for det. The loader reports those checkpoint
-keys under ``LoadReport.ignored`` rather than as unexpected, so a released encoder file loads with
-no missing and no unexpected keys in every variant, and DDP sees no unused parameters.
+Parameters a model does not use are not created: ``norm.*`` (never used when finetuning),
+``fpn*`` without the pyramid neck, ``full_attn_rel_pos_*`` with ``rel_pos=False``. The loader
+reports those checkpoint keys under ``LoadReport.ignored`` rather than as unexpected, so a released
+encoder file loads with no missing and no unexpected keys into each of them, and DDP sees no unused
+parameters.
 
 Initialisation follows the official flow as mmengine runs it: ``init_weights`` re-applies
 trunc-normal(0.02) to every Linear (which undoes ``fix_init_weight``'s rescaling), LayerNorms 1/0,
 convs keep PyTorch's default init (the RVSA predictor convs are never zero-initialised),
 ``pos_embed`` and ``relative_position_bias_table`` trunc-normal(0.02), rel-pos tables zeros.
 
-Checkpoints (:func:`load_vit_rvsa_checkpoint`) — the official ``init_weights`` rules, plus prefixes
+Checkpoints (:meth:`VitRVSA.checkpoint_filter_fn`, used by :func:`rsbench.models.checkpoint.load_checkpoint`)
+— the official ``init_weights`` rules, plus prefixes
     1. ``state_dict`` / ``model`` / raw dict; ``module.`` stripped (``read_state_dict``).
     2. whole MTP model files: keep ``encoder.*`` (drop ``semsegdecoder.``, ``rotdet*`` ...); else
        finetuned mm files: keep ``backbone.*``. The official rule is "first sorted key starts with
@@ -55,8 +57,7 @@ Checkpoints (:func:`load_vit_rvsa_checkpoint`) — the official ``init_weights``
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
@@ -66,13 +67,11 @@ from timm.layers import DropPath, Mlp, trunc_normal_
 from timm.models._manipulate import adapt_input_conv
 
 from rsbench.errors import ConfigError
-from rsbench.models.checkpoint import (
-    LoadReport, load_state_dict_checked, read_state_dict, resize_pos_embed, resize_rel_pos, select_encoder_keys,
-)
+from rsbench.models.checkpoint import Filtered, StateDict, resize_pos_embed, resize_rel_pos, select_encoder_keys
 from rsbench.models.registry import BACKBONES
 
-VARIANTS = ("cls", "cd", "seg", "det")
 WINDOW = 7  # RVSA window (ws = attn_ws = 7 in every official config)
+IN_CHANS_ADAPT = ("repeat", "drop")
 
 
 # ----------------------------------------------------------------------------- attention
@@ -363,37 +362,56 @@ class Block(nn.Module):
 
 
 class PatchEmbed(nn.Module):
-    def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
+    """16×16 conv patch embedding; ``grid`` is the token grid of the ``img_size`` it was built for."""
+
+    def __init__(self, img_size: tuple[int, int], patch_size: int, in_chans: int, embed_dim: int) -> None:
         super().__init__()
+        self.grid = (img_size[0] // patch_size, img_size[1] // patch_size)
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x)
 
 
-class Norm2d(nn.Module):
-    """LayerNorm over channels of a (B, C, H, W) map (official name: ``fpnX.1.ln``)."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.ln = nn.LayerNorm(dim, eps=1e-6)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ln(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()
-
-
 # ----------------------------------------------------------------------------- model
 
 
+def _check_layout(img_size, patch_size: int, window_size: int, embed_dim: int, num_heads: int, depth: int,
+                  interval: int, out_indices: Sequence[int]) -> tuple[tuple[int, int], list[int]]:
+    """ConfigErrors for layouts the official code cannot run; returns ``(img_size as (h, w), out_indices)``."""
+    if patch_size != 16:
+        raise ConfigError(f"vit_rvsa supports patch_size 16 (the MTP models), got {patch_size}")
+    if window_size != WINDOW:
+        raise ConfigError(f"vit_rvsa RVSA windows are {WINDOW}x{WINDOW} in every MTP model, got {window_size}")
+    if embed_dim % num_heads:
+        raise ConfigError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+    idx = [int(i) for i in out_indices]
+    if any(not 0 <= i < depth for i in idx) or len(set(idx)) != len(idx):
+        raise ConfigError(f"out_indices {idx}: expected distinct block indices in [0, {depth})")
+    hw = (int(img_size), int(img_size)) if isinstance(img_size, (int, float)) else tuple(int(s) for s in img_size)
+    if len(hw) != 2 or hw[0] % patch_size or hw[1] % patch_size:
+        raise ConfigError(f"vit_rvsa img_size {img_size} must be a multiple of {patch_size}")
+    if min(hw) // patch_size < WINDOW and any((i + 1) % interval for i in range(depth)):
+        raise ConfigError(
+            f"vit_rvsa img_size {hw}: RVSA needs at least {WINDOW}x{WINDOW} tokens ({WINDOW * patch_size} px); "
+            f"the official code divides the window offsets by tokens // {WINDOW} (inf below that)"
+        )
+    return hw, idx  # type: ignore[return-value]
+
+
 class VitRVSA(nn.Module):
-    """ViT + RVSA backbone; ``forward(x)`` returns the ``out_indices`` maps (see module docstring)."""
+    """ViT + RVSA backbone; ``forward(x)`` returns the ``out_indices`` maps at stride 16 (module docstring).
+
+    ``rel_pos``: decomposed rel-pos in the global blocks (False: the official detection copies);
+    ``in_chans_adapt``: how a 3-band checkpoint meets ``in_chans != 3`` (``repeat`` | ``drop``);
+    ``grad_ckpt``: activation checkpointing per block (ViT-L at 800-1024 px).
+    """
 
     def __init__(
         self,
         *,
         img_size: int | Sequence[int] = 224,
         in_chans: int = 3,
-        variant: str = "cls",
         patch_size: int = 16,
         embed_dim: int = 768,
         depth: int = 12,
@@ -407,43 +425,22 @@ class VitRVSA(nn.Module):
         out_indices: Sequence[int] = (3, 5, 7, 11),
         interval: int = 3,
         window_size: int = WINDOW,
+        rel_pos: bool = True,
+        in_chans_adapt: str = "repeat",
         grad_ckpt: bool = False,
     ) -> None:
         super().__init__()
-        if variant not in VARIANTS:
-            raise ConfigError(f"vit_rvsa variant {variant!r}: expected one of {', '.join(VARIANTS)}")
-        if patch_size != 16:
-            raise ConfigError(f"vit_rvsa supports patch_size 16 (the MTP models), got {patch_size}")
-        if window_size != WINDOW:
-            raise ConfigError(f"vit_rvsa RVSA windows are {WINDOW}x{WINDOW} in every MTP model, got {window_size}")
-        if embed_dim % num_heads:
-            raise ConfigError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
-        out_indices = [int(i) for i in out_indices]
-        if any(not 0 <= i < depth for i in out_indices) or len(set(out_indices)) != len(out_indices):
-            raise ConfigError(f"out_indices {out_indices}: expected distinct block indices in [0, {depth})")
-        fpn = variant in ("seg", "det")
-        if fpn and len(out_indices) != 4:
-            raise ConfigError(f"variant {variant!r} maps 4 out_indices through fpn1..4, got {out_indices}")
-        hw = (int(img_size), int(img_size)) if isinstance(img_size, (int, float)) else tuple(int(s) for s in img_size)
-        if len(hw) != 2 or hw[0] % patch_size or hw[1] % patch_size:
-            raise ConfigError(f"vit_rvsa img_size {img_size} must be a multiple of {patch_size}")
-        self.img_size = hw
-        self.grid = (hw[0] // patch_size, hw[1] // patch_size)
-        if min(self.grid) < WINDOW and any((i + 1) % interval for i in range(depth)):
-            raise ConfigError(
-                f"vit_rvsa img_size {hw}: RVSA needs at least {WINDOW}x{WINDOW} tokens ({WINDOW * patch_size} px); "
-                f"the official code divides the window offsets by tokens // {WINDOW} (inf below that)"
-            )
-        self.variant = variant
-        self.in_chans = in_chans
-        self.embed_dim = embed_dim
-        self.depth = depth
-        self.num_heads = num_heads
-        self.interval = interval
-        self.out_indices = out_indices
-        self.grad_ckpt = grad_ckpt
+        self.img_size, self.out_indices = _check_layout(
+            img_size, patch_size, window_size, embed_dim, num_heads, depth, interval, out_indices
+        )
+        if in_chans_adapt not in IN_CHANS_ADAPT:
+            raise ConfigError(f"in_chans_adapt={in_chans_adapt!r}: expected one of {', '.join(IN_CHANS_ADAPT)}")
+        self.in_chans, self.in_chans_adapt = in_chans, in_chans_adapt
+        self.embed_dim, self.depth, self.num_heads, self.interval = embed_dim, depth, num_heads, interval
+        self.rel_pos, self.grad_ckpt = bool(rel_pos), grad_ckpt
 
-        self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
+        self.patch_embed = PatchEmbed(self.img_size, patch_size, in_chans, embed_dim)
+        self.grid = self.patch_embed.grid
         self.pos_embed = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1], embed_dim))
         self.pos_drop = nn.Dropout(drop_rate)
         dpr = [float(r) for r in torch.linspace(0, drop_path_rate, depth, device="cpu")]
@@ -451,22 +448,12 @@ class VitRVSA(nn.Module):
             Block(
                 embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, qk_scale=qk_scale, drop=drop_rate,
                 attn_drop=attn_drop_rate, drop_path=dpr[i], window=(i + 1) % interval != 0, grid=self.grid,
-                rel_pos=variant != "det",
+                rel_pos=self.rel_pos,
             )
             for i in range(depth)
         )
-        if fpn:
-            self.fpn1 = nn.Sequential(
-                nn.ConvTranspose2d(embed_dim, embed_dim, kernel_size=2, stride=2),
-                Norm2d(embed_dim),
-                nn.GELU(),
-                nn.ConvTranspose2d(embed_dim, embed_dim, kernel_size=2, stride=2),
-            )
-            self.fpn2 = nn.Sequential(nn.ConvTranspose2d(embed_dim, embed_dim, kernel_size=2, stride=2))
-            self.fpn3 = nn.Identity()
-            self.fpn4 = nn.MaxPool2d(kernel_size=2, stride=2)
-        self.out_channels = [embed_dim] * len(out_indices)
-        self.out_strides = [4, 8, 16, 32] if fpn else [patch_size] * len(out_indices)
+        self.out_channels = [embed_dim] * len(self.out_indices)
+        self.out_strides = [patch_size] * len(self.out_indices)
         self.num_layer_ids = depth + 2
 
         trunc_normal_(self.pos_embed, std=0.02)
@@ -512,14 +499,30 @@ class VitRVSA(nn.Module):
                 feats.append(x)
             if i >= last:
                 break  # blocks after the last output index do not change any output
-        # in block order, as the official code collects them (fpn1 gets the shallowest)
-        maps = [_TokensToMap.apply(f, H, W) for f in feats]
-        if self.variant in ("seg", "det"):
-            maps = [op(m) for op, m in zip((self.fpn1, self.fpn2, self.fpn3, self.fpn4), maps)]
-        return maps
+        # in block order, as the official code collects them (a pyramid neck's fpn1 gets the shallowest)
+        return [_TokensToMap.apply(f, H, W) for f in feats]
 
-    def load_pretrained(self, path: str | Path | Mapping[str, torch.Tensor], **kw: Any) -> LoadReport:
-        return load_vit_rvsa_checkpoint(self, path, **kw)
+    # --- checkpoints ---
+    def checkpoint_filter_fn(self, state_dict: StateDict, model: nn.Module) -> Filtered:
+        """The official loader's rules (module docstring, steps 2-5); ``model``: this backbone or it with its neck."""
+        sd, ignored = select_encoder_keys(state_dict)  # ignored: a whole model file's decoders and heads
+        own = model.state_dict()
+        resized = _fit_rel_pos(sd, own, ignored) + _fit_pos_embed(sd, self.grid)
+        absent_ok, left_random = ("relative_position_index",), []
+        w = sd.get("patch_embed.proj.weight")
+        if w is not None and w.ndim == 4 and w.shape[1] != self.in_chans:
+            if self.in_chans_adapt == "repeat":
+                sd["patch_embed.proj.weight"] = adapt_input_conv(self.in_chans, w, base_chans=w.shape[1])
+                resized.append("patch_embed.proj.weight")
+            else:  # "drop": the official pretraining loader's random patch embedding
+                del sd["patch_embed.proj.weight"]
+                sd.pop("patch_embed.proj.bias", None)
+                absent_ok += ("patch_embed.proj.",)
+                left_random = ["patch_embed.proj.weight", "patch_embed.proj.bias"]
+        for k in [k for k in sd if k not in own and (k in _UNUSED_KEYS or k.split(".", 1)[0] in _NECK_OPS)]:
+            ignored.append(k)  # the final norm, MAE tokens, and fpn ops a model without the neck lacks
+            del sd[k]
+        return Filtered(sd, ignored=ignored, resized=resized, absent_ok=absent_ok, left_random=left_random)
 
 
 class _TokensToMap(torch.autograd.Function):
@@ -550,149 +553,63 @@ def _init_weights(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-# ----------------------------------------------------------------------------- checkpoints
+# ----------------------------------------------------------------------------- checkpoint rules
 
-# checkpoint keys the official model carries but a variant does not use (reported as `ignored`)
-_ALWAYS_IGNORED = ("cls_token", "mask_token", "norm.weight", "norm.bias")
+# keys of the official encoder that no finetuning model uses (reported as `ignored`)
+_UNUSED_KEYS = ("cls_token", "mask_token", "norm.weight", "norm.bias")
+# the official pyramid ops (rsbench: the SimpleFeaturePyramid neck), ignored in a model without it
+_NECK_OPS = ("fpn1", "fpn2", "fpn3", "fpn4")
 
 
-def load_vit_rvsa_checkpoint(
-    model: VitRVSA,
-    source: str | Path | Mapping[str, torch.Tensor],
-    *,
-    allow_missing: bool = False,
-    in_chans_adapt: str = "repeat",
-) -> LoadReport:
-    """Load an MTP / MAE / finetuned checkpoint into ``model`` with the official loader's rules."""
-    if isinstance(source, Mapping):
-        path = "<state dict>"
-        sd = dict(source)
-        for key in ("state_dict", "model"):
-            if key in sd and isinstance(sd[key], Mapping):
-                sd = dict(sd[key])
-                break
-    else:
-        path = str(source)
-        sd = read_state_dict(source)
-    sd, ignored = select_encoder_keys(sd)  # ignored: a whole model file's decoders and heads
-    own = model.state_dict()
-    resized: list[str] = []
-
-    for k in list(sd):
-        if "full_attn_rel_pos_h" in k or "full_attn_rel_pos_w" in k:
-            if k not in own:  # det: no rel-pos in global attention
-                ignored.append(k)
-                del sd[k]
-            elif sd[k].shape != own[k].shape:
-                sd[k] = resize_rel_pos(sd[k], own[k].shape[0])
-                resized.append(k)
-
-    if "pos_embed" in sd:
-        extra = 1 if "cls_token" in sd else 0
-        old = sd["pos_embed"]
-        sd["pos_embed"] = resize_pos_embed(old, model.grid, extra)
-        if sd["pos_embed"].shape != old.shape:
-            resized.append("pos_embed")
-
-    ignore_missing: tuple[str, ...] = ("relative_position_index",)
-    left_random: list[str] = []
-    w = sd.get("patch_embed.proj.weight")
-    if w is not None and w.ndim == 4 and w.shape[1] != model.in_chans:
-        if in_chans_adapt == "repeat":
-            sd["patch_embed.proj.weight"] = adapt_input_conv(model.in_chans, w, base_chans=w.shape[1])
-            resized.append("patch_embed.proj.weight")
-        elif in_chans_adapt == "drop":
-            del sd["patch_embed.proj.weight"]
-            sd.pop("patch_embed.proj.bias", None)
-            ignore_missing += ("patch_embed.proj.",)
-            left_random = ["patch_embed.proj.weight", "patch_embed.proj.bias"]
-        else:
-            raise ConfigError(f"in_chans_adapt={in_chans_adapt!r}: expected 'repeat' or 'drop'")
-
-    for k in list(sd):
-        if k in own:
-            continue
-        unused_here = k in _ALWAYS_IGNORED or (k.startswith(("fpn1.", "fpn2.")) and not hasattr(model, "fpn1"))
-        if unused_here:
+def _fit_rel_pos(sd: StateDict, own: StateDict, ignored: list[str]) -> list[str]:
+    """Step 3: global rel-pos tables resized to the model's grid, or ignored where it has none."""
+    resized = []
+    for k in [k for k in sd if "full_attn_rel_pos_h" in k or "full_attn_rel_pos_w" in k]:
+        if k not in own:  # rel_pos=False: no rel-pos in global attention
             ignored.append(k)
             del sd[k]
+        elif sd[k].shape != own[k].shape:
+            sd[k] = resize_rel_pos(sd[k], own[k].shape[0])
+            resized.append(k)
+    return resized
 
-    report = load_state_dict_checked(model, sd, path=path, allow_missing=allow_missing, ignore_missing=ignore_missing)
-    report.resized = resized
-    report.ignored = ignored
-    report.missing += left_random  # reported (left at random init on purpose), not an error
-    return report
+
+def _fit_pos_embed(sd: StateDict, grid: tuple[int, int]) -> list[str]:
+    """Step 4: a cls-token position dropped, the grid resized."""
+    if "pos_embed" not in sd:
+        return []
+    old = sd["pos_embed"]
+    sd["pos_embed"] = resize_pos_embed(old, grid, 1 if "cls_token" in sd else 0)
+    return ["pos_embed"] if sd["pos_embed"].shape != old.shape else []
 
 
 # ----------------------------------------------------------------------------- builders
 
-ARCH: dict[str, dict[str, Any]] = {
-    "vitb_rvsa": dict(embed_dim=768, depth=12, num_heads=12, out_indices=[3, 5, 7, 11], interval=3),
-    "vitl_rvsa": dict(embed_dim=1024, depth=24, num_heads=16, out_indices=[7, 11, 15, 23], interval=6),
-}
+
+def _build(arch: dict[str, Any], *, img_size: int | Sequence[int], in_chans: int, drop_path_rate: float,
+           **kw: Any) -> VitRVSA:
+    return VitRVSA(img_size=img_size, in_chans=in_chans, drop_path_rate=drop_path_rate, **{**arch, **kw})
 
 
-def _build(
-    name: str,
-    *,
-    img_size: int | Sequence[int],
-    in_chans: int = 3,
-    pretrained: str | Path | None = None,
-    variant: str = "cls",
-    drop_path_rate: float = 0.3,
-    weights_dir: str | Path | None = None,
-    allow_missing: bool = False,
-    in_chans_adapt: str = "repeat",
-    grad_ckpt: bool = False,
-    **arch_kw: Any,
-) -> VitRVSA:
-    from rsbench.models.weights import resolve_weights
-
-    kw = dict(ARCH[name])
-    kw.update(arch_kw)
-    model = VitRVSA(
-        img_size=img_size, in_chans=in_chans, variant=variant, drop_path_rate=drop_path_rate, grad_ckpt=grad_ckpt, **kw
-    )
-    model.load_report = None  # type: ignore[assignment]
-    path = resolve_weights(name, pretrained, weights_dir)
-    if path is not None:
-        model.load_report = load_vit_rvsa_checkpoint(  # type: ignore[assignment]
-            model, path, allow_missing=allow_missing, in_chans_adapt=in_chans_adapt
-        )
-    return model
+VITB = dict(embed_dim=768, depth=12, num_heads=12, out_indices=[3, 5, 7, 11], interval=3)
+VITL = dict(embed_dim=1024, depth=24, num_heads=16, out_indices=[7, 11, 15, 23], interval=6)
 
 
-_BUILDER_DOC = """
+@BACKBONES.register("vitb_rvsa")
+def vitb_rvsa(*, img_size: int | Sequence[int], in_chans: int = 3, drop_path_rate: float = 0.3, **kw: Any) -> VitRVSA:
+    """ViT-B + RVSA: 768 wide, 12 blocks, 12 heads, interval 3, out_indices [3, 5, 7, 11].
 
-    ``img_size``: the (fixed) input size; ``pretrained``: None, a checkpoint path, or ``"mtp"`` for the
-    released encoder under ``weights_dir`` (default ``$RSBENCH_WEIGHTS`` or ``weights/``);
-    ``variant``: cls | cd | seg | det (module docstring); ``drop_path_rate``: linear stochastic depth
-    (0.3 in every MTP finetune recipe); ``allow_missing``, ``in_chans_adapt``: loader options;
-    ``grad_ckpt``: activation checkpointing per block (ViT-L at 800-1024 px); any architecture
-    keyword of :class:`VitRVSA` (``embed_dim``, ``depth``, ``num_heads``, ``out_indices``,
-    ``interval``, ``mlp_ratio``, ...) overrides the layout (tests build tiny ones).
+    ``img_size``: the (fixed) input size; ``drop_path_rate``: linear stochastic depth (0.3 in every
+    MTP finetune recipe); any keyword of :class:`VitRVSA` (``rel_pos``, ``in_chans_adapt``,
+    ``grad_ckpt``, or the layout: ``embed_dim``, ``depth``, ``out_indices``...) passes through.
     """
+    return _build(VITB, img_size=img_size, in_chans=in_chans, drop_path_rate=drop_path_rate, **kw)
 
 
-def _register(name: str, summary: str):
-    """One registered builder per size (timm style); the sizes differ only in ``ARCH``."""
+@BACKBONES.register("vitl_rvsa")
+def vitl_rvsa(*, img_size: int | Sequence[int], in_chans: int = 3, drop_path_rate: float = 0.3, **kw: Any) -> VitRVSA:
+    """ViT-L + RVSA: 1024 wide, 24 blocks, 16 heads, interval 6, out_indices [7, 11, 15, 23].
 
-    def builder(
-        img_size: int | Sequence[int],
-        in_chans: int = 3,
-        pretrained: str | Path | None = None,
-        variant: str = "cls",
-        drop_path_rate: float = 0.3,
-        weights_dir: str | Path | None = None,
-        **arch_kw: Any,
-    ) -> VitRVSA:
-        return _build(name, img_size=img_size, in_chans=in_chans, pretrained=pretrained, variant=variant,
-                      drop_path_rate=drop_path_rate, weights_dir=weights_dir, **arch_kw)
-
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = summary + _BUILDER_DOC
-    return BACKBONES.register(name)(builder)
-
-
-vitb_rvsa = _register("vitb_rvsa", "ViT-B + RVSA: 768 wide, 12 blocks, 12 heads, interval 3, out_indices [3, 5, 7, 11].")
-vitl_rvsa = _register("vitl_rvsa", "ViT-L + RVSA: 1024 wide, 24 blocks, 16 heads, interval 6, out_indices [7, 11, 15, 23].")
+    Arguments as :func:`vitb_rvsa`.
+    """
+    return _build(VITL, img_size=img_size, in_chans=in_chans, drop_path_rate=drop_path_rate, **kw)

@@ -1,6 +1,6 @@
 """Siamese feature fusion and the UNet decoder of the MTP change-detection models (Open-CD 1.1.0).
 
-Re-implements, from their description (mtp_recipes.md §5), the pieces of the official
+Re-implements, from their description (docs/protocols.md §5), the pieces of the official
 ``SiamEncoderDecoder``:
 
 * :func:`siamese_features`: ONE backbone applied to each date separately (shared weights, two
@@ -10,9 +10,10 @@ Re-implements, from their description (mtp_recipes.md §5), the pieces of the of
 * :class:`UNetHead`: Open-CD's ``UNetHead`` (SMP-style). The feature list is reversed, the deepest
   map is the head and the others are skips; ``len(decoder_channels)`` decoder blocks each do nearest
   ×2 upsampling, bilinear-resize the skip (if any) to the new size, concatenate, then 2 × (conv3×3
-  without bias → BN → ReLU). With 4 inputs and 4 blocks the last block has no skip. No centre
-  block, no attention. Then bilinear ×2 → ``Dropout2d(0.1)`` → 1×1 conv (``conv_seg``, init
-  N(0, 0.01), bias 0, as mmseg's ``BaseDecodeHead``) → class logits.
+  without bias → BN → ReLU, :class:`~rsbench.models.heads.blocks.ConvBNReLU`). With 4 inputs and 4
+  blocks the last block has no skip. No centre block, no attention. Then bilinear ×2 →
+  ``Dropout2d(0.1)`` → 1×1 conv (``conv_seg``, init N(0, 0.01), bias 0, as mmseg's
+  ``BaseDecodeHead``) → class logits.
 
 Any backbone of :func:`rsbench.models.build_backbone` plugs in: with ViT's four stride-16 maps
 the skips are resized down/up to each block's size and the logits come out at 2× the input size;
@@ -27,6 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from rsbench.models.heads.blocks import ConvBNReLU
+
 
 def siamese_features(backbone: nn.Module, x1: torch.Tensor, x2: torch.Tensor) -> list[torch.Tensor]:
     """``|backbone(x1)[i] - backbone(x2)[i]|`` for every level ``i`` (shared weights)."""
@@ -34,22 +37,11 @@ def siamese_features(backbone: nn.Module, x1: torch.Tensor, x2: torch.Tensor) ->
     return [torch.abs(a - b) for a, b in zip(f1, f2)]
 
 
-class Conv2dReLU(nn.Sequential):
-    """conv k×k (no bias) → BatchNorm → ReLU (SMP's ``Conv2dReLU`` with ``use_batchnorm=True``)."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
-        super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
-        )
-
-
 class DecoderBlock(nn.Module):
     def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.conv1 = Conv2dReLU(in_channels + skip_channels, out_channels)
-        self.conv2 = Conv2dReLU(out_channels, out_channels)
+        self.conv1 = ConvBNReLU(in_channels + skip_channels, out_channels)
+        self.conv2 = ConvBNReLU(out_channels, out_channels)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         x = F.interpolate(x, scale_factor=2, mode="nearest")

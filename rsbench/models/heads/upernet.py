@@ -1,7 +1,7 @@
 """UperNet decoder (Xiao et al. 2018) as mmseg 1.x ``UPerHead``, the MTP segmentation head.
 
-mmseg config of the MTP recipes (mtp_recipes.md §2.4): ``in_index=[0, 1, 2, 3]``,
-``pool_scales=(1, 2, 3, 6)``, ``channels=512``, ``dropout_ratio=0.1``, SyncBN,
+mmseg config of the MTP recipes (docs/protocols.md §2.4): ``in_index=[0, 1, 2, 3]``,
+``pool_scales=(1, 2, 3, 6)``, ``channels=512``, ``dropout_ratio=0.1`` (here ``dropout``), SyncBN,
 ``align_corners=False``, no auxiliary head. Structure:
 
 - PPM on the deepest map: for each scale, AdaptiveAvgPool → 1×1 ConvModule, bilinearly
@@ -10,10 +10,11 @@ mmseg config of the MTP recipes (mtp_recipes.md §2.4): ``in_index=[0, 1, 2, 3]`
   ``fpn_convs``; all levels upsampled to the finest and concatenated → 3×3 ``fpn_bottleneck``.
 - ``cls_seg``: Dropout2d(0.1) → 1×1 ``conv_seg`` (N(0, 0.01) init, bias 0).
 
-Every ConvModule is conv (no bias) → BN → ReLU, with mmcv's Kaiming-normal (fan_out) init and
-BN weight 1 / bias 0. Under DDP, ``trainer.sync_batchnorm=true`` turns BN into SyncBN as in the
-paper. Any backbone pyramid works: the maps need not have strides 4–32 (the levels are resized
-to the first map's size), only their channel counts are needed.
+Every ConvModule is :class:`~rsbench.models.heads.blocks.ConvBNReLU` (conv without bias → BN →
+ReLU, mmcv's names and Kaiming-normal fan_out init, BN weight 1 / bias 0). Under DDP,
+``trainer.sync_batchnorm=true`` turns BN into SyncBN as in the paper. Any backbone pyramid works:
+the maps need not have strides 4–32 (the levels are resized to the first map's size), only their
+channel counts are needed.
 """
 
 from __future__ import annotations
@@ -24,19 +25,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from rsbench.models.heads.blocks import ConvBNReLU
 
-class ConvModule(nn.Sequential):
-    """mmcv ``ConvModule`` with BN and ReLU: conv without bias → BN → ReLU."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, padding: int = 0) -> None:
-        super().__init__(
-            nn.Conv2d(in_ch, out_ch, kernel_size, padding=padding, bias=False),
-            nn.BatchNorm2d(out_ch),
-            nn.ReLU(inplace=True),
-        )
-        nn.init.kaiming_normal_(self[0].weight, mode="fan_out", nonlinearity="relu")
-        nn.init.ones_(self[1].weight)
-        nn.init.zeros_(self[1].bias)
+def _conv(in_ch: int, out_ch: int, kernel_size: int, padding: int = 0) -> ConvBNReLU:
+    """mmcv ``ConvModule`` (BN, ReLU) as mmseg builds it, with mmcv's init."""
+    return ConvBNReLU(in_ch, out_ch, kernel_size, padding, mmcv_init=True)
 
 
 class PPM(nn.ModuleList):
@@ -44,7 +38,7 @@ class PPM(nn.ModuleList):
 
     def __init__(self, pool_scales: Sequence[int], in_ch: int, channels: int, align_corners: bool = False) -> None:
         super().__init__(
-            nn.Sequential(nn.AdaptiveAvgPool2d(s), ConvModule(in_ch, channels, 1)) for s in pool_scales
+            nn.Sequential(nn.AdaptiveAvgPool2d(s), _conv(in_ch, channels, 1)) for s in pool_scales
         )
         self.align_corners = align_corners
 
@@ -57,7 +51,7 @@ class UPerHead(nn.Module):
     """``forward(feats)`` → logits at the resolution of ``feats[in_index[0]]``."""
 
     def __init__(self, in_channels: Sequence[int], num_classes: int, *, channels: int = 512,
-                 pool_scales: Sequence[int] = (1, 2, 3, 6), dropout_ratio: float = 0.1,
+                 pool_scales: Sequence[int] = (1, 2, 3, 6), dropout: float = 0.1,
                  in_index: Sequence[int] | None = None, align_corners: bool = False) -> None:
         super().__init__()
         self.in_index = list(in_index) if in_index is not None else list(range(len(in_channels)))
@@ -67,11 +61,11 @@ class UPerHead(nn.Module):
         self.in_channels, self.channels, self.num_classes = in_channels, int(channels), int(num_classes)
         self.align_corners = align_corners
         self.psp_modules = PPM(pool_scales, in_channels[-1], self.channels, align_corners)
-        self.bottleneck = ConvModule(in_channels[-1] + len(pool_scales) * self.channels, self.channels, 3, padding=1)
-        self.lateral_convs = nn.ModuleList(ConvModule(c, self.channels, 1) for c in in_channels[:-1])
-        self.fpn_convs = nn.ModuleList(ConvModule(self.channels, self.channels, 3, padding=1) for _ in in_channels[:-1])
-        self.fpn_bottleneck = ConvModule(len(in_channels) * self.channels, self.channels, 3, padding=1)
-        self.dropout = nn.Dropout2d(dropout_ratio) if dropout_ratio > 0 else nn.Identity()
+        self.bottleneck = _conv(in_channels[-1] + len(pool_scales) * self.channels, self.channels, 3, padding=1)
+        self.lateral_convs = nn.ModuleList(_conv(c, self.channels, 1) for c in in_channels[:-1])
+        self.fpn_convs = nn.ModuleList(_conv(self.channels, self.channels, 3, padding=1) for _ in in_channels[:-1])
+        self.fpn_bottleneck = _conv(len(in_channels) * self.channels, self.channels, 3, padding=1)
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.conv_seg = nn.Conv2d(self.channels, self.num_classes, 1)
         nn.init.normal_(self.conv_seg.weight, std=0.01)
         nn.init.zeros_(self.conv_seg.bias)

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+from PIL import Image
+
+from rsbench.constants import SPLITS_DIR
 from rsbench.data.registry import DATASETS
-from rsbench.data.scene import SPLITS_DIR, SceneFolderDataset
+from rsbench.data.samples.synth import class_image
+from rsbench.data.scene import SceneFolderDataset, write_class_folders, write_split_lists
 
 CLASSES = (
     "airplane", "airport", "baseball_diamond", "basketball_court", "beach", "bridge", "chaparral",
@@ -18,6 +24,11 @@ CLASSES = (
     "thermal_power_station", "wetland",
 )
 PER_CLASS = 700
+
+LAYOUT = """\
+  <root>/NWPU-RESISC45/<class>/<class>_<NNN>.jpg   (or <root>/<class>/...; 45 lowercase class
+      folders such as airplane/, baseball_diamond/ of 700 256x256 JPEGs each, NNN = 001..700)
+as unpacked from NWPU-RESISC45.rar."""
 
 
 @DATASETS.register("resisc45")
@@ -33,6 +44,7 @@ class RESISC45(SceneFolderDataset):
     """
 
     classes = CLASSES
+    expected_layout = LAYOUT
     extensions = (".jpg", ".jpeg")
     layouts = ("NWPU-RESISC45", ".")
 
@@ -40,3 +52,22 @@ class RESISC45(SceneFolderDataset):
         base = Path(split_dir) if split_dir is not None else SPLITS_DIR / "resisc45"
         name = "test" if split == "val" else split
         return base / f"{name}.txt"
+
+    @classmethod
+    def write_sample(cls, root: Path, seed: int = 0, *, per_class: int = 5, size: int = 64) -> Path:
+        """``root/NWPU-RESISC45/<class>/<class>_<NNN>.jpg`` (all 45 classes, small images) plus
+        split files ``root/splits/{train,test}.txt`` (20/80 per class) for ``dataset.kwargs.split_dir``."""
+        rng = np.random.default_rng(seed)
+
+        def save(path: Path, label: int) -> None:
+            Image.fromarray(class_image(rng, label, 45, size)).save(path, quality=95)
+
+        splits = write_class_folders(root / "NWPU-RESISC45", CLASSES, per_class, rng, {"train": 0.2, "test": 0.8},
+                                     lambda c, n: f"{c}_{n:03d}.jpg", save)
+        write_split_lists(root / "splits", "", splits)
+        return root
+
+    @classmethod
+    def sample_loader_kwargs(cls, root: Path) -> dict[str, Any]:
+        """The sample's own split lists: the shipped split names all 31,500 files of the release."""
+        return {"split_dir": Path(root) / "splits"}

@@ -3,7 +3,11 @@ RGB JPEG patches, 10,000 / 3,000 / 3,000 (train / val / test)."""
 
 from __future__ import annotations
 
-from rsbench.data.change import ChangeDataset, Pair, find_split_folders
+from pathlib import Path
+
+import numpy as np
+
+from rsbench.data.change import ChangeDataset, Pair, find_split_folders, write_triplet
 from rsbench.data.registry import DATASETS
 
 LAYOUT = """\
@@ -35,3 +39,16 @@ class CDD(ChangeDataset):
         if pairs is None:
             raise self._layout_error([b / split / "A" for b in bases], f"split {split!r}")
         return pairs
+
+    @classmethod
+    def write_sample(cls, root: Path, seed: int = 0, *, size: int = 64, counts: tuple[int, int, int] = (6, 3, 3)) -> Path:
+        """``root/Real/subset/{train,val,test}/{A,B,OUT}/<nnnnn>.jpg`` (JPEG images and JPEG labels)."""
+        rng = np.random.default_rng(seed)
+        base = root / "Real" / "subset"
+        i = 0
+        for split, n in zip(("train", "val", "test"), counts):
+            for _ in range(n):
+                write_triplet(rng, base / split / "A", base / split / "B", base / split / "OUT", f"{i:05d}", size,
+                              img_ext=".jpg", label_ext=".jpg", season=True)
+                i += 1
+        return root

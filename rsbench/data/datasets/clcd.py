@@ -3,7 +3,11 @@ cropland change; 360 / 120 / 120 pairs."""
 
 from __future__ import annotations
 
-from rsbench.data.change import ChangeDataset, Pair, find_split_folders
+from pathlib import Path
+
+import numpy as np
+
+from rsbench.data.change import ChangeDataset, Pair, find_split_folders, write_triplet
 from rsbench.data.registry import DATASETS
 
 LAYOUT = """\
@@ -31,3 +35,14 @@ class CLCD(ChangeDataset):
         if pairs is None:
             raise self._layout_error([b / split / "time1" for b in bases], f"split {split!r}")
         return pairs
+
+    @classmethod
+    def write_sample(cls, root: Path, seed: int = 0, *, size: int = 128, counts: tuple[int, int, int] = (4, 2, 2)) -> Path:
+        """``root/{train,val,test}/{time1,time2,label}/<n>.png`` (512² in the release, smaller here)."""
+        rng = np.random.default_rng(seed)
+        i = 0
+        for split, n in zip(("train", "val", "test"), counts):
+            for _ in range(n):
+                i += 1
+                write_triplet(rng, root / split / "time1", root / split / "time2", root / split / "label", str(i), size)
+        return root

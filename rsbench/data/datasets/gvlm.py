@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rsbench.data.change import SPLITS_DIR, ChangeDataset, Pair, seeded_split
+import numpy as np
+from PIL import Image
+
+from rsbench.constants import SPLITS_DIR
+from rsbench.data.change import ChangeDataset, Pair, seeded_split
 from rsbench.data.io import read_lines
 from rsbench.data.registry import DATASETS
+from rsbench.data.samples.synth import change_pair
 from rsbench.errors import DataError
 
 SITES = (
@@ -106,3 +111,17 @@ class GVLM(ChangeDataset):
                                                                self.split_seed)))
         keep = set(parts[self.split])
         return [it for it in items if it[2] in keep]
+
+    @classmethod
+    def write_sample(cls, root: Path, seed: int = 0, *, size: tuple[int, int] = (72, 80),
+                     sites: tuple[str, ...] = SITES) -> Path:
+        """``root/GVLM_Change_Detection/<Site_Country>/{im1,im2,ref}.png`` for all 17 official site names."""
+        rng = np.random.default_rng(seed)
+        for site in sites:
+            d = root / "GVLM_Change_Detection" / site
+            d.mkdir(parents=True, exist_ok=True)
+            a, b, m = change_pair(rng, *size)
+            Image.fromarray(a).save(d / "im1.png")
+            Image.fromarray(b).save(d / "im2.png")
+            Image.fromarray((m * 255).astype(np.uint8), mode="L").save(d / "ref.png")
+        return root

@@ -1,5 +1,8 @@
 """OSCD, the Onera Satellite Change Detection dataset (Daudt et al., IGARSS 2018): 24 Sentinel-2
-L1C pairs (14 train / 10 test cities), 13 bands, urban change."""
+L1C pairs (14 train / 10 test cities), 13 bands, urban change.
+
+One release, one class: ``bands="rgb"`` (the paper's setting, config ``oscd``) or ``bands="all"``
+(config ``oscd13``, which inherits from ``oscd.yaml``)."""
 
 from __future__ import annotations
 
@@ -7,10 +10,12 @@ import re
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from rsbench.data.change import ChangeDataset, Header, Pair, pil_header
-from rsbench.data.io import read_mask, read_raster
+from rsbench.data.change import ChangeDataset, Header, Pair
+from rsbench.data.io import image_header, raster_header, read_mask, read_raster
 from rsbench.data.registry import DATASETS
+from rsbench.data.samples.synth import change_pair
 from rsbench.errors import DataError
 
 IMAGES = ("Onera Satellite Change Detection dataset - Images", "images", "Images")
@@ -21,6 +26,9 @@ LABELS = {
 #: band files of imgs_{1,2}_rect in TorchGeo's order (B8A after B08)
 BANDS13 = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
 RGB = ("B04", "B03", "B02")
+#: ``bands=`` → the band files read, in this order
+BAND_SETS = {"rgb": RGB, "all": BANDS13}
+SAMPLE_CITIES = (("aguasclaras", "berlin", "brasilia"), ("abudhabi", "beihai"))
 
 LAYOUT = """\
   <root>/Onera Satellite Change Detection dataset - Images/
@@ -33,12 +41,42 @@ i.e. the three zips of https://rcdaudt.github.io/oscd/ unpacked side by side (th
 mirror names images/, train_labels/, test_labels/ work too)."""
 
 
-class _OSCDBase(ChangeDataset):
-    """Shared reading of the official OSCD layout (see :class:`OSCD`)."""
+@DATASETS.register("oscd")
+class OSCD(ChangeDataset):
+    """OSCD; splits ``train`` and ``test`` (the paper validates on test).
+
+    Reads the official layout (``expected_layout``): cities from ``train.txt``/``test.txt`` in
+    the image folder (one comma-separated line; TorchGeo's rule, the label folder's city folders,
+    when they are absent), bands from ``imgs_{1,2}_rect/<band>.tif`` with rasterio (every band of
+    a city on one grid; plain ``B04.tif`` names, or names ending ``_B04.tif``), the change map
+    from ``cm/cm.png`` (0/255, or 0/1; ``<city>-cm.tif`` with 1/2 as a fallback).
+
+    ``bands="rgb"`` (default, as the paper used it): B04, B03, B02 scaled to 8 bits, (3, H, W)
+    uint8. **8-bit scaling** (the MTP code has none; its PNGs were made by an unpublished script):
+    ``uint8 = clip(round(DN × rgb_gain / 10000 × 255), 0, 255)`` with ``rgb_gain = 2.5``, the
+    usual Sentinel-2 true-colour rendering (reflectance 0–0.4 → 0–255), the same for both dates so
+    no change is invented by per-image stretching. The paper cut 96² patches and resized them to
+    224: rsbench's config sets ``tile: 96`` (non-overlapping, last row/column shifted to the edge)
+    and the recipe resizes to 224.
+
+    ``bands="all"``: the 13 bands as stored (uint16 DN, read as int32), (13, H, W) in TorchGeo's
+    order B01, B02, B03, B04, B05, B06, B07, B08, B8A, B09, B10, B11, B12 (``rgb_gain`` unused).
+    Not a paper setting (MTP used RGB only); the model takes 13 input channels and rsbench
+    normalises with the train split's per-band statistics. Classes: unchanged, changed.
+    """
 
     expected_layout = LAYOUT
     label_rule = "either"
-    band_names: tuple[str, ...] = BANDS13
+    splits = tuple(LABELS)
+
+    def __init__(self, *args, bands: str = "rgb", rgb_gain: float = 2.5, **kw) -> None:
+        if bands not in BAND_SETS:
+            raise ValueError(f"OSCD bands must be {' or '.join(BAND_SETS)}, got {bands!r}")
+        self.band_set, self.band_names = bands, BAND_SETS[bands]
+        self.num_bands = len(self.band_names)
+        self.rgb_bands = (0, 1, 2) if bands == "rgb" else (3, 2, 1)
+        self.rgb_gain = float(rgb_gain)
+        super().__init__(*args, **kw)
 
     def _dir(self, names: tuple[str, ...], what: str) -> Path:
         for n in names:
@@ -101,16 +139,9 @@ class _OSCDBase(ChangeDataset):
         return tuple(out)
 
     def _raster_size(self, files: tuple[Path, ...]) -> tuple[int, int]:
-        import rasterio
-        from rasterio.errors import RasterioIOError
-
         size = None
         for f in files:
-            try:
-                with rasterio.open(f) as src:
-                    s, count = (src.height, src.width), src.count
-            except (RasterioIOError, OSError) as e:
-                raise DataError(f"{f}: not a readable GeoTIFF ({e})") from e
+            s, count = raster_header(f)
             if count != 1:
                 raise DataError(f"{f}: has {count} bands, expected 1 (one file per band)")
             if size is None:
@@ -127,7 +158,7 @@ class _OSCDBase(ChangeDataset):
         if pair.label.suffix.lower() == ".tif":
             sl = self._raster_size((pair.label,))
         else:
-            sl, _ = pil_header(pair.label)
+            sl, _ = image_header(pair.label)
         return Header(s1, s2, sl, len(pair.image1), len(pair.image2))  # type: ignore[arg-type]
 
     def _stack(self, files: tuple[Path, ...]) -> np.ndarray:
@@ -143,57 +174,48 @@ class _OSCDBase(ChangeDataset):
             return np.where(raw == 1, 0, np.where(raw == 2, 255, raw)).astype(np.uint8)
         return read_mask(pair.label)
 
-
-@DATASETS.register("oscd")
-class OSCD(_OSCDBase):
-    """OSCD as the paper used it: RGB (B04, B03, B02) scaled to 8 bits; splits ``train`` and ``test``.
-
-    Reads the official layout (``expected_layout``): cities from ``train.txt``/``test.txt`` in
-    the image folder (one comma-separated line; TorchGeo's rule, the label folder's city folders,
-    when they are absent), bands from ``imgs_{1,2}_rect/<band>.tif`` with rasterio (every band of
-    a city on one grid; plain ``B04.tif`` names, or names ending ``_B04.tif``), the change map
-    from ``cm/cm.png`` (0/255, or 0/1; ``<city>-cm.tif`` with 1/2 as a fallback).
-
-    **8-bit scaling** (the MTP code has none; its PNGs were made by an unpublished script):
-    ``uint8 = clip(round(DN × rgb_gain / 10000 × 255), 0, 255)`` with ``rgb_gain = 2.5``, the
-    usual Sentinel-2 true-colour rendering (reflectance 0–0.4 → 0–255), the same for both dates so
-    no change is invented by per-image stretching. The paper cut 96² patches and resized them to
-    224: rsbench's config sets ``tile: 96`` (non-overlapping, last row/column shifted to the edge)
-    and the recipe resizes to 224. Classes: unchanged, changed.
-    """
-
-    band_names = RGB
-    bands = 3
-
-    def __init__(self, *args, rgb_gain: float = 2.5, **kw) -> None:
-        self.rgb_gain = float(rgb_gain)
-        super().__init__(*args, **kw)
-
     def _read_images(self, pair: Pair) -> tuple[np.ndarray, np.ndarray]:
         out = []
         for files in (pair.image1, pair.image2):
-            dn = self._stack(files).astype(np.float32)  # type: ignore[arg-type]
-            out.append(np.clip(np.round(dn * (self.rgb_gain / 10000.0 * 255.0)), 0, 255).astype(np.uint8))
+            dn = self._stack(files)  # type: ignore[arg-type]
+            if self.band_set == "rgb":
+                dn = np.clip(np.round(dn.astype(np.float32) * (self.rgb_gain / 10000.0 * 255.0)), 0, 255).astype(np.uint8)
+            out.append(dn)
         return out[0], out[1]
 
-    def _cache_files(self, i: int) -> list[Path]:
-        self.pairs[i].extra["rgb_gain"] = self.rgb_gain
-        return super()._cache_files(i)
+    def _cache_tag(self) -> str:
+        return f"bands={self.band_set}|rgb_gain={self.rgb_gain if self.band_set == 'rgb' else None}"
 
+    @classmethod
+    def write_sample(cls, root: Path, seed: int = 0, *, size: tuple[int, int] = (100, 120),
+                     cities: tuple[tuple[str, ...], tuple[str, ...]] = SAMPLE_CITIES) -> Path:
+        """The three official zips unpacked: ``Onera Satellite Change Detection dataset - Images/<city>/
+        imgs_{1,2}_rect/<band>.tif`` (13 single-band uint16 GeoTIFFs, UTM, 10 m), ``dates.txt``,
+        ``train.txt``/``test.txt`` (one comma-separated line), and ``... - {Train,Test} Labels/<city>/cm/
+        cm.png`` (0/255) plus ``<city>-cm.tif`` (1/2)."""
+        import rasterio
+        from rasterio.transform import Affine
 
-@DATASETS.register("oscd13")
-class OSCD13(_OSCDBase):
-    """OSCD with all 13 Sentinel-2 bands as stored (uint16 DN, read as int32); splits ``train``/``test``.
-
-    Same files and rules as :class:`OSCD`; the bands come in the order B01, B02, B03, B04, B05,
-    B06, B07, B08, B8A, B09, B10, B11, B12 (TorchGeo's). Not a paper setting (MTP used RGB only);
-    the model takes 13 input channels and rsbench normalises with the train split's per-band
-    statistics. Classes: unchanged, changed.
-    """
-
-    band_names = BANDS13
-    bands = 13
-    rgb_bands = (3, 2, 1)
-
-    def _read_images(self, pair: Pair) -> tuple[np.ndarray, np.ndarray]:
-        return self._stack(pair.image1), self._stack(pair.image2)  # type: ignore[arg-type]
+        rng = np.random.default_rng(seed)
+        h, w = size
+        images = root / IMAGES[0]
+        profile = dict(driver="GTiff", width=w, height=h, count=1, dtype="uint16", crs="EPSG:32631",
+                       transform=Affine(10.0, 0.0, 600000.0, 0.0, -10.0, 5400000.0))
+        for split, names in zip(("train", "test"), cities):
+            images.mkdir(parents=True, exist_ok=True)
+            (images / f"{split}.txt").write_text(",".join(names))
+            for city in names:
+                a, b, m = change_pair(rng, h, w, channels=len(BANDS13), dtype=np.uint16, scale=3000.0)
+                for date, img in ((1, a), (2, b)):
+                    d = images / city / f"imgs_{date}_rect"
+                    d.mkdir(parents=True, exist_ok=True)
+                    for k, band in enumerate(BANDS13):
+                        with rasterio.open(d / f"{band}.tif", "w", **profile) as dst:
+                            dst.write(img[:, :, k], 1)
+                (images / city / "dates.txt").write_text("date_1: 20150820\ndate_2: 20180318\n")
+                cm = root / LABELS[split][0] / city / "cm"
+                cm.mkdir(parents=True, exist_ok=True)
+                Image.fromarray((m * 255).astype(np.uint8), mode="L").save(cm / "cm.png")
+                with rasterio.open(cm / f"{city}-cm.tif", "w", **{**profile, "dtype": "uint8"}) as dst:
+                    dst.write((m + 1).astype(np.uint8), 1)
+        return root

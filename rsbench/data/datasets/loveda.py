@@ -1,13 +1,7 @@
 """LoveDA (Wang et al., NeurIPS 2021 Datasets & Benchmarks): 5,987 RGB 1024×1024 PNGs at 0.3 m,
 urban and rural scenes of Nanjing, Changzhou and Wuhan, 7 land-cover classes.
 
-Layout (the official ``Train.zip``, ``Val.zip``, ``Test.zip`` unpacked into ``root``)::
-
-    root/Train/Urban/images_png/<id>.png   root/Train/Urban/masks_png/<id>.png
-    root/Train/Rural/images_png/<id>.png   root/Train/Rural/masks_png/<id>.png
-    root/Val/{Urban,Rural}/{images_png,masks_png}/<id>.png
-    root/Test/{Urban,Rural}/images_png/<id>.png            (no masks: the labels are private)
-
+Layout: ``LAYOUT`` below (the official ``Train.zip``, ``Val.zip``, ``Test.zip`` unpacked into ``root``).
 Also accepted (common variants): the three folders one level down in ``root/LoveDA/``, and any
 capitalisation of the split/scene/product folder names (``train/urban/images_png``).
 
@@ -34,11 +28,12 @@ from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
+from PIL import Image
 
-from rsbench.data.io import read_image, read_mask, to_chw_tensor
+from rsbench.constants import IGNORE_INDEX
+from rsbench.data.io import image_header, read_image, read_mask, to_chw_tensor
 from rsbench.data.registry import DATASETS
+from rsbench.data.segmentation import SegmentationDataset
 from rsbench.errors import DataError
 
 CLASSES = ("background", "building", "road", "water", "barren", "forest", "agricultural")
@@ -46,11 +41,18 @@ CLASSES = ("background", "building", "road", "water", "barren", "forest", "agric
 PALETTE = ((255, 255, 255), (255, 0, 0), (255, 255, 0), (0, 0, 255), (159, 129, 183), (0, 255, 0), (255, 195, 128))
 SPLIT_FOLDERS = {"train": ("Train",), "val": ("Val",), "trainval": ("Train", "Val"), "test": ("Test",)}
 SCENES = {"urban": ("Urban",), "rural": ("Rural",), "both": ("Urban", "Rural")}
-IGNORE = 255
+
+LAYOUT = """\
+  <root>/Train/Urban/images_png/<id>.png   <root>/Train/Urban/masks_png/<id>.png
+  <root>/Train/Rural/images_png/<id>.png   <root>/Train/Rural/masks_png/<id>.png
+  <root>/Val/{Urban,Rural}/{images_png,masks_png}/<id>.png
+  <root>/Test/{Urban,Rural}/images_png/<id>.png            (no masks: the labels are private)
+i.e. Train.zip, Val.zip and Test.zip of https://zenodo.org/records/5706578 unpacked into <root>
+(or into <root>/LoveDA/)."""
 
 # raw mask value → class id (0 → ignore, 1..7 → 0..6); values > 7 are invalid (marked 254 here)
 _LUT = np.full(256, 254, dtype=np.uint8)
-_LUT[0] = IGNORE
+_LUT[0] = IGNORE_INDEX
 _LUT[1:8] = np.arange(7, dtype=np.uint8)
 
 
@@ -67,23 +69,14 @@ def _child(parent: Path, name: str) -> Path | None:
     return None
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    try:
-        with Image.open(path) as im:
-            return im.size  # (W, H)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: not a readable image ({e}); the file may be truncated or corrupt") from e
-
-
 @DATASETS.register("loveda")
-class LoveDA(Dataset):
+class LoveDA(SegmentationDataset):
     """LoveDA in its official ``Train|Val|Test/Urban|Rural/images_png|masks_png`` layout (module docstring)."""
 
     classes = CLASSES
     palette = PALETTE
-    ignore_index = IGNORE
+    splits = tuple(SPLIT_FOLDERS)
+    expected_layout = LAYOUT
 
     def __init__(self, root: str | Path, split: str = "train", transforms: Callable | None = None,
                  scene: str = "both", verify: str = "header") -> None:
@@ -91,8 +84,7 @@ class LoveDA(Dataset):
             raise DataError(f"LoveDA split {split!r}: expected one of {', '.join(SPLIT_FOLDERS)}")
         if scene not in SCENES:
             raise DataError(f"LoveDA scene {scene!r}: expected urban, rural or both")
-        if verify not in ("none", "header", "full"):
-            raise ValueError(f"verify must be none|header|full, got {verify!r}")
+        self.check_verify(verify)
         self.root, self.split, self.scene, self.transforms = Path(root), split, scene, transforms
         self.base = self._find_base()
         self.has_masks = split != "test"
@@ -144,21 +136,18 @@ class LoveDA(Dataset):
 
     def _verify(self, *, full: bool) -> None:
         for img, mask in zip(self.image_paths, self.mask_paths):
-            w, h = _image_size(img)
+            (h, w), _ = image_header(img)
             if mask is not None:
-                mw, mh = _image_size(mask)
+                (mh, mw), _ = image_header(mask)
                 if (mw, mh) != (w, h):
                     raise DataError(f"{mask}: mask is {mh}×{mw} px but its image {img} is {h}×{w} px")
         if full:
             for i in range(len(self)):
                 self._load(i)
 
-    def __len__(self) -> int:
-        return len(self.image_paths)
-
     def _load(self, i: int) -> dict[str, torch.Tensor]:
         img_path, mask_path = self.image_paths[i], self.mask_paths[i]
-        image = read_image(img_path)
+        image = read_image(img_path, strict=False)
         sample = {"image": to_chw_tensor(image)}
         if mask_path is not None:
             sample["mask"] = torch.from_numpy(self.convert_mask(read_mask(mask_path), mask_path, image.shape[:2]))
@@ -178,12 +167,50 @@ class LoveDA(Dataset):
                             "(0 no-data, 1 background … 7 agriculture)")
         return _LUT[raw.astype(np.uint8)].astype(np.int64)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        sample = self._load(i)
-        if self.transforms is not None:
-            sample = self.transforms(sample)
-        return sample
+    @classmethod
+    def write_sample(cls, root: Path, seed: int = 0, *, per_folder: int = 2, size: int = 128) -> Path:
+        """``root/{Train,Val}/{Urban,Rural}/{images_png,masks_png}/<id>.png`` and
+        ``root/Test/{Urban,Rural}/images_png/<id>.png`` (real images are 1024² px; ``size`` here).
+
+        Masks hold the raw values 0..7 (0 no-data); ids are integers, unique over the whole
+        dataset, numbered split by split as in the release (Train/Rural first).
+        """
+        rng = np.random.default_rng(seed)
+        n = 0
+        for split in ("Train", "Val", "Test"):
+            for scene in ("Rural", "Urban"):
+                img_dir = root / split / scene / "images_png"
+                img_dir.mkdir(parents=True, exist_ok=True)
+                if split != "Test":
+                    (root / split / scene / "masks_png").mkdir(parents=True, exist_ok=True)
+                for _ in range(per_folder):
+                    mask = _sample_mask(rng, size)
+                    img = _SAMPLE_COLOURS[mask] + rng.normal(0, 12, mask.shape + (3,))
+                    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(img_dir / f"{n}.png")
+                    if split != "Test":
+                        Image.fromarray(mask).save(root / split / scene / "masks_png" / f"{n}.png")
+                    n += 1
+        return root
 
 
 def _sort_key(p: Path) -> tuple[int, int | str]:
     return (0, int(p.stem)) if p.stem.isdigit() else (1, p.stem)
+
+
+#: Mean colour of each raw LoveDA mask value 0..7 in the sample (0 = no-data is black, as in the real images).
+_SAMPLE_COLOURS = np.array([
+    (0, 0, 0), (200, 200, 190), (180, 60, 50), (120, 120, 120), (40, 70, 160),
+    (170, 150, 110), (40, 110, 40), (150, 170, 70),
+], dtype=np.float32)
+
+
+def _sample_mask(rng: np.random.Generator, size: int) -> np.ndarray:
+    """(H, W) uint8 raw labels 1..7 in blocks of random shapes, with a no-data (0) strip at times."""
+    m = np.full((size, size), rng.integers(1, 8), np.uint8)
+    for _ in range(6):
+        h, w = rng.integers(size // 8, size // 2 + 1, size=2)
+        y, x = rng.integers(0, size - h + 1), rng.integers(0, size - w + 1)
+        m[y:y + h, x:x + w] = rng.integers(1, 8)
+    if rng.random() < 0.5:  # no-data border, as along the edge of real tiles
+        m[:, : max(1, size // 10)] = 0
+    return m

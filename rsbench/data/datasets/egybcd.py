@@ -3,8 +3,11 @@ Egypt), building change."""
 
 from __future__ import annotations
 
-from rsbench.data.change import (ChangeDataset, Pair, find_flat, find_split_folders, index_folder,
-                                 list_file_names, match_triplets, seeded_split)
+from pathlib import Path
+
+import numpy as np
+
+from rsbench.data.change import ChangeDataset, Pair, find_ab_label, index_folder, seeded_split, write_triplet
 from rsbench.data.registry import DATASETS
 
 LAYOUT = """\
@@ -34,17 +37,23 @@ class EGYBCD(ChangeDataset):
 
     def _find_pairs(self, split: str) -> list[Pair]:
         bases = [self.root, self.root / "EGY-BCD"]
-        pairs = find_split_folders(self, bases, split, [("A", "B", "label")])
-        if pairs is not None:
-            return pairs
-        base = find_flat(bases, ("A", "B", "label"))
-        if base is None:
+        pairs = find_ab_label(self, bases, split, list_files=("list/{split}.txt", "{split}.txt"),
+                              fallback=lambda base: self._seeded(base, split))
+        if pairs is None:
             raise self._layout_error([b / "A" for b in bases] + [b / split / "A" for b in bases], "the A/B/label folders")
-        given = list_file_names(self, split, [base / "list" / f"{split}.txt", base / f"{split}.txt"])
-        if given is None:
-            if split not in ("train", "val", "test"):
-                raise self._layout_error([base / "list" / f"{split}.txt"], f"a list file for split {split!r}")
-            parts = dict(zip(("train", "val", "test"), seeded_split(list(index_folder(base / "A")),
-                                                                    SPLIT_FRACTIONS, SPLIT_SEED)))
-            given = (parts[split], f"rsbench's seeded split of {base / 'A'}")
-        return match_triplets(base / "A", base / "B", base / "label", names=given[0], source=given[1])
+        return pairs
+
+    def _seeded(self, base: Path, split: str) -> tuple[list[str], str] | None:
+        """rsbench's seeded split of the sorted names (class docstring); only for train/val/test."""
+        if split not in ("train", "val", "test"):
+            return None
+        parts = dict(zip(("train", "val", "test"), seeded_split(list(index_folder(base / "A")), SPLIT_FRACTIONS, SPLIT_SEED)))
+        return parts[split], f"rsbench's seeded split of {base / 'A'}"
+
+    @classmethod
+    def write_sample(cls, root: Path, seed: int = 0, *, size: int = 64, n: int = 10) -> Path:
+        """The release's flat ``root/{A,B,label}/<n>.png`` (no split files: rsbench's seeded split applies)."""
+        rng = np.random.default_rng(seed)
+        for i in range(1, n + 1):
+            write_triplet(rng, root / "A", root / "B", root / "label", f"{i:04d}", size)
+        return root

@@ -3,8 +3,11 @@ Texas), building change; official split 445 / 64 / 128 pairs."""
 
 from __future__ import annotations
 
+from pathlib import Path
 
-from rsbench.data.change import ChangeDataset, Pair, find_flat, find_split_folders, index_folder, list_file_names, match_triplets
+import numpy as np
+
+from rsbench.data.change import ChangeDataset, Pair, find_ab_label, index_folder, write_triplet
 from rsbench.data.registry import DATASETS
 
 LAYOUT = """\
@@ -39,17 +42,23 @@ class LEVIRCD(ChangeDataset):
 
     def _find_pairs(self, split: str) -> list[Pair]:
         bases = [self.root, self.root / "LEVIR-CD"]
-        pairs = find_split_folders(self, bases, split, [("A", "B", "label")])
-        if pairs is not None:
-            return pairs
-        base = find_flat(bases, ("A", "B", "label"))
-        if base is not None:
-            given = list_file_names(self, split, [base / "list" / f"{split}.txt"])
-            if given is None:  # TorchGeo: one folder for all splits, split = file-name prefix
-                names = [s for s in index_folder(base / "A") if s.startswith(f"{split}_")]
-                if not names:
-                    raise self._layout_error([base / "A" / f"{split}_*.png", base / "list" / f"{split}.txt"],
-                                             f"split {split!r}")
-                given = (names, base / "A" / f"{split}_*")
-            return match_triplets(base / "A", base / "B", base / "label", names=given[0], source=given[1])
-        raise self._layout_error([b / split / "A" for b in bases] + [b / "A" for b in bases], f"split {split!r}")
+        pairs = find_ab_label(self, bases, split, fallback=lambda base: self._by_prefix(base, split))
+        if pairs is None:
+            raise self._layout_error([b / split / "A" for b in bases] + [b / "A" for b in bases], f"split {split!r}")
+        return pairs
+
+    def _by_prefix(self, base: Path, split: str) -> tuple[list[str], Path]:
+        """TorchGeo's layout: one folder for all splits, the split is the file-name prefix."""
+        names = [s for s in index_folder(base / "A") if s.startswith(f"{split}_")]
+        if not names:
+            raise self._layout_error([base / "A" / f"{split}_*.png", base / "list" / f"{split}.txt"], f"split {split!r}")
+        return names, base / "A" / f"{split}_*"
+
+    @classmethod
+    def write_sample(cls, root: Path, seed: int = 0, *, size: int = 128, counts: tuple[int, int, int] = (4, 2, 2)) -> Path:
+        """``root/{train,val,test}/{A,B,label}/<split>_<n>.png`` (the three official zips unpacked)."""
+        rng = np.random.default_rng(seed)
+        for split, n in zip(("train", "val", "test"), counts):
+            for k in range(1, n + 1):
+                write_triplet(rng, root / split / "A", root / split / "B", root / split / "label", f"{split}_{k}", size)
+        return root

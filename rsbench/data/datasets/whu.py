@@ -3,7 +3,11 @@ building change, used as 256² tiles."""
 
 from __future__ import annotations
 
-from rsbench.data.change import ChangeDataset, Pair, find_flat, find_split_folders, list_file_names, match_triplets
+from pathlib import Path
+
+import numpy as np
+
+from rsbench.data.change import ChangeDataset, Pair, find_ab_label, write_triplet
 from rsbench.data.registry import DATASETS
 
 LAYOUT = """\
@@ -36,14 +40,23 @@ class WHUCD(ChangeDataset):
 
     def _find_pairs(self, split: str) -> list[Pair]:
         bases = [self.root, self.root / "WHU-CD-256"]
-        pairs = find_split_folders(self, bases, split, [("A", "B", "label")])
-        if pairs is not None:
-            return pairs
-        base = find_flat(bases, ("A", "B", "label"))
-        if base is not None:
-            given = list_file_names(self, split, [base / "list" / f"{split}.txt"])
-            if given is None:
-                raise self._layout_error([base / "list" / f"{split}.txt"], f"the split list for {split!r}")
-            return match_triplets(base / "A", base / "B", base / "label", names=given[0], source=given[1])
-        raise self._layout_error([b / "list" / f"{split}.txt" for b in bases] + [b / split / "A" for b in bases],
-                                 f"split {split!r}")
+        pairs = find_ab_label(self, bases, split)
+        if pairs is None:
+            raise self._layout_error([b / "list" / f"{split}.txt" for b in bases] + [b / split / "A" for b in bases],
+                                     f"split {split!r}")
+        return pairs
+
+    @classmethod
+    def write_sample(cls, root: Path, seed: int = 0, *, size: int = 64, counts: tuple[int, int, int] = (6, 3, 3)) -> Path:
+        """The community WHU-CD-256 layout: flat ``root/{A,B,label}/whu_<n>.png`` + ``root/list/<split>.txt``."""
+        rng = np.random.default_rng(seed)
+        (root / "list").mkdir(parents=True, exist_ok=True)
+        i = 0
+        for split, n in zip(("train", "val", "test"), counts):
+            names = []
+            for _ in range(n):
+                i += 1
+                write_triplet(rng, root / "A", root / "B", root / "label", f"whu_{i}", size)
+                names.append(f"whu_{i}.png")
+            (root / "list" / f"{split}.txt").write_text("\n".join(names) + "\n")
+        return root

@@ -2,12 +2,8 @@
 6,940 labelled WorldView-2 pan-sharpened RGB tiles of Rio de Janeiro, ~406×438 px at ~0.5 m,
 with building footprints as GeoJSON polygons in lon/lat.
 
-Layout (the train tarballs ``SN1_buildings_train_AOI_1_Rio_{3band,geojson_buildings}.tar.gz``
-from ``s3://spacenet-dataset/spacenet/SN1_buildings/tarballs/`` unpacked)::
-
-    root/SN1_buildings/train/3band/3band_AOI_1_RIO_img<N>.tif
-    root/SN1_buildings/train/geojson/Geo_AOI_1_RIO_img<N>.geojson
-
+Layout: ``LAYOUT`` below (the train tarballs
+``SN1_buildings_train_AOI_1_Rio_{3band,geojson_buildings}.tar.gz`` unpacked).
 ``root`` may also be ``SN1_buildings`` (holding ``train/``) or ``SN1_buildings/train`` itself
 (holding ``3band/``). Tiles and GeoJSONs are paired by ``img<N>``. The test tarballs have no
 labels, so SpaceNet 1 is evaluated on a held-out part of the labelled train tiles (as MTP did).
@@ -44,16 +40,21 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from rsbench.data.io import read_lines, read_mask
+from rsbench.constants import SPLITS_DIR
+from rsbench.data.io import read_georaster, read_json, read_lines, read_mask
 from rsbench.data.registry import DATASETS
-from rsbench.data.scene import SPLITS_DIR
+from rsbench.data.segmentation import SegmentationDataset
 from rsbench.errors import DataError
 
 CLASSES = ("background", "building")
 PALETTE = ((0, 0, 0), (255, 255, 255))
-IGNORE = 255
+LAYOUT = """\
+  <root>/SN1_buildings/train/3band/3band_AOI_1_RIO_img<N>.tif      (3-band uint8 GeoTIFF tiles)
+  <root>/SN1_buildings/train/geojson/Geo_AOI_1_RIO_img<N>.geojson  (building footprints, lon/lat)
+i.e. SN1_buildings_train_AOI_1_Rio_3band.tar.gz and ..._geojson_buildings.tar.gz from
+s3://spacenet-dataset/spacenet/SN1_buildings/tarballs/ unpacked (<root> may also be
+SN1_buildings/ or SN1_buildings/train/ itself)."""
 TILE_RE = re.compile(r"_img(\d+)\.tiff?$", re.IGNORECASE)
 GEOJSON_RE = re.compile(r"_img(\d+)\.geojson$", re.IGNORECASE)
 MASK_DIR = "rsbench_masks"
@@ -83,18 +84,9 @@ def index_tiles(train_dir: Path) -> tuple[dict[int, Path], dict[int, Path]]:
 def read_footprints(path: str | Path) -> list[dict[str, Any]]:
     """The polygon geometries of a GeoJSON file as 2-D GeoJSON dicts; [] for 0-byte or empty files."""
     path = Path(path)
-    try:
-        text = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: footprint GeoJSON not found") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e})") from e
-    if not text.strip():
+    obj = read_json(path, "GeoJSON")
+    if obj is None:
         return []
-    try:
-        obj = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not a readable GeoJSON ({e}); the file may be truncated or corrupt") from e
     if not isinstance(obj, dict):
         raise DataError(f"{path}: not a GeoJSON object (top level is {type(obj).__name__})")
     kind = obj.get("type")
@@ -163,16 +155,7 @@ def rasterize_footprints(geoms: list[dict[str, Any]], shape: tuple[int, int], tr
 
 def read_tile(path: Path) -> tuple[np.ndarray, Any, Any]:
     """(3, H, W) uint8 pixels, the affine geotransform and the CRS of a 3band tile."""
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
-    if not path.is_file():
-        raise DataError(f"{path}: tile not found")
-    try:
-        with rasterio.open(path) as src:
-            arr, transform, crs = src.read(), src.transform, src.crs
-    except (RasterioIOError, OSError, ValueError) as e:
-        raise DataError(f"{path}: not a readable GeoTIFF ({e}); the file may be truncated or corrupt") from e
+    arr, transform, crs = read_georaster(path)
     if arr.shape[0] != 3 or arr.dtype != np.uint8:
         raise DataError(f"{path}: {arr.shape[0]} band(s) of {arr.dtype}; a 3band tile has 3 bands of uint8")
     return arr, transform, crs
@@ -192,20 +175,20 @@ def prepared_mask_name(tile: Path) -> str:
 
 
 @DATASETS.register("spacenet1")
-class SpaceNet1(Dataset):
+class SpaceNet1(SegmentationDataset):
     """SpaceNet 1 (AOI_1_Rio) buildings, 3band tiles + GeoJSON footprints (module docstring)."""
 
     classes = CLASSES
     palette = PALETTE
-    ignore_index = IGNORE
+    splits = ("train", "val", "all")
+    expected_layout = LAYOUT
 
     def __init__(self, root: str | Path, split: str = "train", transforms: Callable | None = None,
                  split_dir: str | Path | None = None, mask_dir: str | Path | None = None,
                  masks: str = "auto", verify: str = "header") -> None:
         if masks not in ("auto", "prepared", "rasterize"):
             raise ValueError(f"masks must be auto|prepared|rasterize, got {masks!r}")
-        if verify not in ("none", "header", "full"):
-            raise ValueError(f"verify must be none|header|full, got {verify!r}")
+        self.check_verify(verify)
         self.root, self.split, self.transforms, self.masks = Path(root), split, transforms, masks
         self.train_dir = find_train_dir(self.root)
         self.mask_dir = Path(mask_dir) if mask_dir else self.train_dir / MASK_DIR
@@ -270,9 +253,6 @@ class SpaceNet1(Dataset):
             )
         return ids
 
-    def __len__(self) -> int:
-        return len(self.image_paths)
-
     def _load(self, k: int) -> dict[str, torch.Tensor]:
         tile = self.image_paths[k]
         arr, transform, crs = read_tile(tile)
@@ -292,8 +272,101 @@ class SpaceNet1(Dataset):
                                         source=self.geojson_paths[k])
         return {"image": torch.from_numpy(np.ascontiguousarray(arr)), "mask": torch.from_numpy(mask.astype(np.int64))}
 
-    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
-        sample = self._load(k)
-        if self.transforms is not None:
-            sample = self.transforms(sample)
-        return sample
+    @classmethod
+    def write_sample(cls, root: Path, seed: int = 0, *, n_tiles: int = 8, height: int = 406, width: int = 438,
+                     n_val: int | None = None) -> Path:
+        """``root/SN1_buildings/train/{3band,geojson}/`` (+ ``test/3band``) and split files
+        ``root/spacenet1-{train,val}.txt``.
+
+        Tiles are ``height``/``width`` or one pixel more (alternating, as the real chips vary),
+        EPSG:4326 with a ≈0.5 m geotransform near Rio, laid out side by side. Footprints are
+        rectangles written as lon/lat polygons with 3-D vertices. Every third tile has no
+        buildings: the first such GeoJSON is an empty FeatureCollection, later ones 0-byte files.
+        """
+        rng = np.random.default_rng(seed)
+        train = root / "SN1_buildings" / "train"
+        for d in ("3band", "geojson"):
+            (train / d).mkdir(parents=True, exist_ok=True)
+        (root / "SN1_buildings" / "test" / "3band").mkdir(parents=True, exist_ok=True)
+        col = empties = 0
+        for i in range(1, n_tiles + 1):
+            h, w = height + (i % 2), width + (i % 2)
+            tile = train / "3band" / f"3band_AOI_1_RIO_img{i}.tif"
+            rings = _write_sample_tile(rng, tile, h, w, sn1_transform(col), buildings=i % 3 != 0)
+            col += w
+            geo = train / "geojson" / f"Geo_AOI_1_RIO_img{i}.geojson"
+            if rings or not empties:  # the first tile without buildings: an empty FeatureCollection
+                geo.write_text(json.dumps(footprint_collection(rings)))
+            else:  # later ones: 0-byte files
+                geo.write_bytes(b"")
+            empties += not rings
+        for i in range(1, 3):  # unlabelled test tiles, as in the test tarball
+            write_sn1_tile(root / "SN1_buildings" / "test" / "3band" / f"3band_AOI_1_RIO_img{i}.tif",
+                           rng.integers(0, 255, (3, height, width), dtype=np.uint8), sn1_transform(i * width, height * 4))
+        ids = [f"img{i}" for i in rng.permutation(np.arange(1, n_tiles + 1))]
+        n_val = n_val if n_val is not None else max(1, n_tiles // 4)
+        (root / "spacenet1-train.txt").write_text("\n".join(sorted(ids[n_val:], key=lambda s: int(s[3:]))) + "\n")
+        (root / "spacenet1-val.txt").write_text("\n".join(sorted(ids[:n_val], key=lambda s: int(s[3:]))) + "\n")
+        return root
+
+
+# -------------------------------------------------------------------------------- sample writing
+
+#: SpaceNet 1 tile geometry: ≈4.49e-6° pixels (≈0.5 m) near Rio (TorchGeo fixture / real tile).
+SN1_PIXEL_DEG = 4.4915764205976e-06
+SN1_ORIGIN = (-43.7732, -22.9215)  # lon, lat of the first tile's upper-left corner
+
+
+def sn1_transform(col_off: int, row_off: int = 0):
+    """The affine geotransform of a sample tile whose upper-left pixel is (row_off, col_off) in a grid."""
+    from rasterio.transform import from_origin
+
+    lon0, lat0 = SN1_ORIGIN
+    return from_origin(lon0 + col_off * SN1_PIXEL_DEG, lat0 - row_off * SN1_PIXEL_DEG, SN1_PIXEL_DEG, SN1_PIXEL_DEG)
+
+
+def pixel_box_to_lonlat(transform, y1: float, x1: float, y2: float, x2: float) -> list[list[float]]:
+    """A closed ring ``[[lon, lat, 0.0], ...]`` around the pixel box [y1, y2) × [x1, x2) (pixel edges)."""
+    ring = []
+    for y, x in ((y1, x1), (y1, x2), (y2, x2), (y2, x1), (y1, x1)):
+        lon, lat = transform @ (x, y)
+        ring.append([lon, lat, 0.0])
+    return ring
+
+
+def write_sn1_tile(path: Path, pixels: np.ndarray, transform) -> None:
+    """A 3band tile as distributed: 3 × uint8, pixel-interleaved, uncompressed, EPSG:4326."""
+    import rasterio
+
+    c, h, w = pixels.shape
+    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=c, dtype="uint8", crs="EPSG:4326",
+                       transform=transform, interleave="pixel") as dst:
+        dst.write(pixels)
+
+
+def footprint_collection(rings: list[list[list[float]]]) -> dict:
+    return {
+        "type": "FeatureCollection",
+        "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}},
+        "features": [
+            {"type": "Feature", "properties": {"BuildingId": k + 1},
+             "geometry": {"type": "Polygon", "coordinates": [ring]}}
+            for k, ring in enumerate(rings)
+        ],
+    }
+
+
+def _write_sample_tile(rng: np.random.Generator, path: Path, h: int, w: int, transform, *,
+                       buildings: bool) -> list[list[list[float]]]:
+    """One sample tile with 2–5 bright rectangular buildings (or none); returns their lon/lat rings."""
+    mask = np.zeros((h, w), bool)
+    rings = []
+    for _ in range(int(rng.integers(2, 6)) if buildings else 0):
+        bh, bw = rng.integers(max(2, h // 12), max(3, h // 4), size=2)
+        y, x = int(rng.integers(0, h - bh)), int(rng.integers(0, w - bw))
+        mask[y:y + bh, x:x + bw] = True
+        rings.append(pixel_box_to_lonlat(transform, y, x, y + bh, x + bw))
+    base = np.stack([np.full((h, w), v) for v in rng.integers(60, 120, size=3)])
+    pixels = base + rng.normal(0, 10, (3, h, w)) + mask[None] * np.array([90, 80, 60])[:, None, None]
+    write_sn1_tile(path, np.clip(pixels, 0, 255).astype(np.uint8), transform)
+    return rings

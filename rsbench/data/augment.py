@@ -1,0 +1,203 @@
+"""The augmentation ops that segmentation and change detection share, each defined once.
+
+:mod:`rsbench.data.seg_transforms` wraps them as albumentations transforms (image and mask
+together); :mod:`rsbench.data.cd_transforms` applies them to both dates and the mask (the same
+window for all three; the photometric distortion per date, with its own draws). Where the two
+pipelines used to differ by accident, these follow mmcv/mmseg (noted below); what differs by
+recipe (e.g. the distortion's strength: mmseg 32, Open-CD's MTP configs 10) is a parameter.
+
+- :func:`call_generators` — the one seeding rule.
+- :func:`cat_max_ratio_crop_box` — mmseg ``RandomCrop(crop, cat_max_ratio)``'s window.
+- :class:`PhotoMetric` / :func:`apply_photometric` — mmcv/mmseg ``PhotoMetricDistortion``.
+- :class:`Normalize` and :func:`pad_to` — ``(x / scale_to_unit - mean) / std``, then padding to
+  the crop at the bottom/right with 0 (image, i.e. after normalisation, as mmseg's and Open-CD's
+  data pre-processors pad) and ``IGNORE_INDEX`` (mask).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from rsbench.constants import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+
+# -- randomness ---------------------------------------------------------------------------------
+
+def call_generators() -> tuple[np.random.Generator, random.Random]:
+    """The generators of one pipeline call, seeded by one draw from torch's global generator.
+
+    DataLoader seeds torch per worker and ``seed_everything`` seeds it in the main process, so
+    workers do not repeat each other and runs are reproducible. Every op of the call draws from
+    these two objects in turn (albumentations: ``Compose.set_random_state``). Seeding each op with
+    the same seed instead (albumentations' ``set_random_seed``) gives every op the same stream,
+    e.g. the flip decision equal to the resize ratio's first draw; that is not done.
+    """
+    seed = int(torch.randint(0, 2**31 - 1, ()))
+    return np.random.default_rng(seed), random.Random(seed)
+
+
+# -- channels, normalisation, padding ----------------------------------------------------------
+
+def is_8bit_rgb(in_chans: int, scale_to_unit: float) -> bool:
+    """Whether the colour ops (photometric distortion, RandAugment) apply: 8-bit RGB only."""
+    return in_chans == 3 and float(scale_to_unit) == 255.0
+
+
+def resolve_stats(mean: Sequence[float] | None, std: Sequence[float] | None,
+                  in_chans: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``mean``/``std`` on the 0..1 scale (ImageNet's where not given), checked against ``in_chans``."""
+    mean = tuple(float(v) for v in mean) if mean is not None else IMAGENET_MEAN
+    std = tuple(float(v) for v in std) if std is not None else IMAGENET_STD
+    if len(mean) != in_chans or len(std) != in_chans:
+        raise ValueError(f"{len(mean)} mean / {len(std)} std values for {in_chans} channels")
+    return mean, std
+
+
+def to_hwc(image: torch.Tensor | np.ndarray) -> np.ndarray:
+    """A (C, H, W) tensor as a contiguous (H, W, C) array: uint8 kept, other types as float32."""
+    a = image.permute(1, 2, 0).numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    return np.ascontiguousarray(a if a.dtype == np.uint8 else a.astype(np.float32))
+
+
+class Normalize:
+    """``(x / scale_to_unit - mean) / std`` of an (H, W, C) array → (C, H, W) float32 tensor."""
+
+    def __init__(self, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 scale_to_unit: float = 255.0, in_chans: int = 3) -> None:
+        mean, std = resolve_stats(mean, std, in_chans)
+        self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+        self.scale = float(scale_to_unit)
+
+    def __call__(self, x: np.ndarray) -> torch.Tensor:
+        x = (x.astype(np.float32) / self.scale - self.mean) / self.std
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+def pad_to(image: torch.Tensor, mask: np.ndarray | None, size: int | tuple[int, int]
+           ) -> tuple[torch.Tensor, np.ndarray | None]:
+    """Pad a normalised (C, H, W) image with 0 and its (H, W) mask with ``IGNORE_INDEX`` at the
+    bottom/right to at least ``size`` (mmseg's ``SegDataPreProcessor`` pads after normalising)."""
+    h, w = (size, size) if isinstance(size, int) else size
+    ph, pw = max(h - image.shape[1], 0), max(w - image.shape[2], 0)
+    if ph or pw:
+        image = torch.nn.functional.pad(image, (0, pw, 0, ph), value=0.0)
+        if mask is not None:
+            mask = np.pad(mask, ((0, ph), (0, pw)), constant_values=IGNORE_INDEX)
+    return image, mask
+
+
+# -- crop ---------------------------------------------------------------------------------------
+
+def cat_max_ratio_crop_box(mask: np.ndarray, crop: int | tuple[int, int], rng: np.random.Generator,
+                           cat_max_ratio: float = 0.75, ignore_index: int = IGNORE_INDEX,
+                           tries: int = 10) -> tuple[int, int, int, int]:
+    """(y1, y2, x1, x2) of mmseg's ``RandomCrop.crop_bbox`` with ``cat_max_ratio`` on ``mask``'s extent.
+
+    A window with offsets uniform in ``[0, max(size - crop, 0)]`` (an image smaller than the crop
+    keeps its whole extent; the slice stops at its border); while one class covers
+    ``>= cat_max_ratio`` of the window's labelled pixels (``ignore_index`` not counted) or fewer
+    than two classes are present, a new window is drawn, up to ``tries`` times; the last draw is
+    kept. ``cat_max_ratio >= 1`` draws once.
+    """
+    ch, cw = (crop, crop) if isinstance(crop, (int, np.integer)) else crop
+    h, w = mask.shape[:2]
+
+    def draw() -> tuple[int, int, int, int]:
+        oy = int(rng.integers(0, max(h - ch, 0) + 1))
+        ox = int(rng.integers(0, max(w - cw, 0) + 1))
+        return oy, oy + ch, ox, ox + cw
+
+    box = draw()
+    if cat_max_ratio < 1.0:
+        for _ in range(tries):
+            labels, cnt = np.unique(mask[box[0]:box[1], box[2]:box[3]], return_counts=True)
+            cnt = cnt[labels != ignore_index]
+            if len(cnt) > 1 and cnt.max() / cnt.sum() < cat_max_ratio:
+                break
+            box = draw()
+    return box
+
+
+# -- photometric distortion --------------------------------------------------------------------
+
+def _convert(img: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
+    """mmcv's ``convert``: ``img * alpha + beta`` clipped to 0..255 and truncated to uint8."""
+    return np.clip(img.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
+
+
+def apply_photometric(img: np.ndarray, brightness: float | None = None, contrast_first: bool = False,
+                      contrast: float | None = None, saturation: float | None = None,
+                      hue: int | None = None) -> np.ndarray:
+    """mmseg ``PhotoMetricDistortion.transform`` on an (H, W, 3) uint8 RGB image with drawn values
+    (``None``: the step is skipped): brightness ``+beta``, contrast ``×alpha`` first or last,
+    saturation ``×alpha`` and hue ``+delta`` (mod 180, OpenCV's 0..179 scale) in HSV, each step
+    clipped to uint8. Saturation and hue are two HSV round trips, as mmseg's (the round trip
+    through uint8 HSV is lossy, so one trip for both would differ)."""
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"the photometric distortion works on (H, W, 3) uint8 RGB images, not "
+                         f"{img.dtype} {img.shape}")
+    if brightness is not None:
+        img = _convert(img, beta=brightness)
+    if contrast_first and contrast is not None:
+        img = _convert(img, alpha=contrast)
+    if saturation is not None:
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+        hsv[:, :, 1] = _convert(hsv[:, :, 1], alpha=saturation)
+        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if hue is not None:
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+        hsv[:, :, 0] = ((hsv[:, :, 0].astype(int) + hue) % 180).astype(np.uint8)
+        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if not contrast_first and contrast is not None:
+        img = _convert(img, alpha=contrast)
+    return img
+
+
+@dataclass(frozen=True)
+class PhotoMetric:
+    """mmcv/mmseg ``PhotoMetricDistortion`` with its parameters (the defaults are mmseg's; MTP's
+    change-detection configs use 10, (0.8, 1.2), (0.8, 1.2), 10). Each step with probability 1/2."""
+
+    brightness_delta: float = 32
+    contrast_range: tuple[float, float] = (0.5, 1.5)
+    saturation_range: tuple[float, float] = (0.5, 1.5)
+    hue_delta: int = 18
+
+    def draw(self, rng: np.random.Generator) -> dict[str, Any]:
+        """The values of one call, drawn in mmseg's order (brightness, mode, [contrast],
+        saturation, hue, [contrast]); the keyword arguments of :func:`apply_photometric`."""
+        def coin() -> bool:  # mmcv: np.random.randint(2)
+            return bool(rng.integers(2))
+
+        p: dict[str, Any] = {"brightness": float(rng.uniform(-self.brightness_delta, self.brightness_delta))
+                             if coin() else None}
+        p["contrast_first"] = coin()
+        if p["contrast_first"]:
+            p["contrast"] = float(rng.uniform(*self.contrast_range)) if coin() else None
+        p["saturation"] = float(rng.uniform(*self.saturation_range)) if coin() else None
+        p["hue"] = int(rng.integers(-self.hue_delta, self.hue_delta)) if coin() else None
+        if not p["contrast_first"]:
+            p["contrast"] = float(rng.uniform(*self.contrast_range)) if coin() else None
+        return p
+
+    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return apply_photometric(img, **self.draw(rng))
+
+    @classmethod
+    def from_spec(cls, spec: bool | Mapping[str, Any] | None) -> PhotoMetric | None:
+        """A config value: false/None → off, true → mmseg's defaults, a mapping → those parameters."""
+        if not spec:
+            return None
+        if spec is True:
+            return cls()
+        kw = dict(spec)
+        for key in ("contrast_range", "saturation_range"):
+            if key in kw:
+                kw[key] = (float(kw[key][0]), float(kw[key][1]))
+        return cls(**kw)
