@@ -10,6 +10,7 @@ datamodule, the task, the callbacks and the trainer are whatever the composed co
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rsbench.config import CONF_DIR
-from rsbench.errors import ConfigError, RsbenchError
+from rsbench.errors import ConfigError, RsbenchError, RunInterrupted
 
 log = logging.getLogger("rsbench")
 
@@ -33,6 +34,13 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         return _run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except RunInterrupted as e:  # a sweep stops too: the scheduler wants the job gone
+        log.error("\n%s: %s\n", _label(cfg), e)
+        FAILURES.append((_label(cfg), str(e)))
+        if multirun:
+            log.error("the sweep stops here; the members after this one did not run (rerunning the sweep "
+                      "skips the finished members and resumes this one)")
+        raise SystemExit(e.exit_code) from None
     except RsbenchError as e:
         log.error("\nerror: %s\n", e)
         FAILURES.append((_label(cfg), str(e)))
@@ -75,14 +83,17 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if logger:
             logger.log_hyperparams(OmegaConf.to_container(c))  # the whole resolved config
         trainer = instantiate(c.trainer, callbacks=list(callbacks.values()), logger=logger,
-                              default_root_dir=str(run_dir))
-        trainer.fit(model, datamodule=dm, ckpt_path=resume)
-        trainer.test(model, datamodule=dm, verbose=False)
+                              default_root_dir=str(run_dir), enable_checkpointing=False)  # ResumeCheckpoint's
+        with _signals_as_interruption(trainer):
+            trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=True)  # plain types and tensors only
+            trainer.test(model, datamodule=dm, verbose=False)
         metrics = dict(model.test_results)
         if dm.has_split("predict") and "submission" in callbacks:
             trainer.predict(model, datamodule=dm, return_predictions=False)
             metrics["submission"] = callbacks["submission"].summary(model)
-        return metrics, {**_stats(callbacks), "precision": str(trainer.precision),
+        kept = callbacks["checkpoint"].finalize(model) \
+            if record.write and hasattr(callbacks.get("checkpoint"), "finalize") else None
+        return metrics, {**_stats(callbacks), "checkpoint": str(kept) if kept else None, "precision": str(trainer.precision),
                          "accelerator": type(trainer.accelerator).__name__, "devices": trainer.num_devices,
                          "world_size": trainer.world_size, "test_split": c.dataset.splits.get("test")}
 
@@ -96,6 +107,23 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if record.write:
         _print_summary(c, rec, record.metrics_path, board)
     return rec
+
+
+@contextmanager
+def _signals_as_interruption(trainer):
+    """Lightning turns SIGTERM into ``SIGTERMException`` (exit 0) and Ctrl-C into ``exit(1)``; both
+    become :class:`RunInterrupted` (after ``ResumeCheckpoint`` saved the state), so the record says
+    ``interrupted`` and the process exits 143 / 130."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    try:
+        yield
+    except SIGTERMException as e:
+        raise RunInterrupted("SIGTERM") from e
+    except SystemExit as e:
+        if trainer.interrupted:
+            raise RunInterrupted("SIGINT") from e
+        raise
 
 
 def _prepare(dm) -> None:
@@ -126,15 +154,21 @@ def _all_or_nothing(*checks) -> list[Any]:
 
 
 def identity(c: DictConfig) -> dict[str, Any]:
-    """What a run is, for the record and the leaderboard."""
+    """What a run is, for the record and the leaderboard: who, the protocol (which split trained, which
+    was scored, by whom; and the paper's, from the dataset config), the precision and the split's provenance."""
     from rsbench.data.samples import is_sample
+    from rsbench.protocol import paper_protocol, precision_label, run_protocol, split_source
 
     pretrained = c.backbone.pretrained
+    sample = bool(c.dataset.get("sample")) or is_sample(c.dataset.root)
     return {
         "task": c.task.name, "dataset": c.dataset.name, "backbone": c.backbone.name,
         "pretrain": str(c.backbone.pretrain) if pretrained not in (None, "none", "") else "none",
         "tag": c.tag, "seed": c.seed, "metric": c.task.metric,
-        "sample_data": bool(c.dataset.get("sample")) or is_sample(c.dataset.root),
+        "sample_data": sample,
+        "protocol": run_protocol(c.dataset), "paper_protocol": paper_protocol(c.dataset),
+        "precision": precision_label(OmegaConf.select(c, "trainer.precision", default=None)),
+        "split_source": split_source(c.dataset, sample),
     }
 
 
@@ -204,16 +238,31 @@ def _is_rank_zero() -> bool:
 
 
 def _print_summary(c: DictConfig, rec: dict[str, Any], metrics_path: Path, board: Path | None) -> None:
+    from rsbench.protocol import label, same, server_protocol
+
     metric = rec.get("metric")
     value = (rec.get("metrics") or {}).get(metric)
     sample = " [GENERATED SAMPLE DATA]" if rec.get("sample_data") else ""
+    proto, paper = rec.get("protocol") or {}, rec.get("paper_protocol")
+    if same(proto, paper) and proto.get("held_out", True):
+        compared = "the paper's protocol: compared with the paper"
+    else:
+        seen = "" if proto.get("held_out", True) else f"; '{proto.get('test')}' was trained on"
+        compared = f"not the paper's ({label(paper)}): not compared{seen}"
     lines = [
         "",
         f"== rsbench {c.task.name} / {c.dataset.name} / {c.backbone.name} (tag {c.tag}, seed {c.seed}){sample}",
         f"   {metric} = {value:.2f}  on split '{rec.get('test_split')}', after {rec.get('epochs')} epochs"
         if isinstance(value, (int, float)) else f"   {metric} = {value}",
+        f"   protocol:    {label(proto)}, {compared}",
+        f"   precision:   {rec.get('precision')}   split: {rec.get('split_source')}",
         f"   run record:  {metrics_path}",
     ]
+    sub = (rec.get("metrics") or {}).get("submission")
+    if sub and same(server_protocol(proto), paper):
+        lines.append(f"   submission:  {sub.get('dir')} (the paper's protocol, {label(paper)}; after scoring: "
+                     f"python -m rsbench.scores add {metrics_path.parent} --metric {metric} --value <score> "
+                     f"--source \"{paper.get('server', 'the server')}\")")
     if board:
         lines.append(f"   leaderboard: {board}")
     log.info("\n".join(lines))

@@ -7,11 +7,15 @@ They know no task and no dataset: they ask the task (``batch_size_of``, the ``pr
 from __future__ import annotations
 
 import logging
+import os
+import random
 import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping
+
+import numpy as np
 
 import lightning as L
 import torch
@@ -51,6 +55,15 @@ class RunStats(L.Callback):
             self.train_time += time.perf_counter() - self._t
         self.epochs += 1
 
+    # Saved in every checkpoint, so a resumed run's record counts the whole run.
+    def state_dict(self) -> dict[str, Any]:
+        return {"images": self.images, "train_time": self.train_time, "epochs": self.epochs,
+                "fit_time": self.fit_time + (time.perf_counter() - self._fit_t0 if self._fit_t0 else 0.0)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.images, self.train_time = int(state["images"]), float(state["train_time"])
+        self.epochs, self.fit_time = int(state["epochs"]), float(state["fit_time"])
+
     def summary(self) -> dict[str, Any]:
         if torch.cuda.is_available():
             peak, kind = torch.cuda.max_memory_allocated() / 2**20, "cuda max_memory_allocated"
@@ -65,6 +78,98 @@ class RunStats(L.Callback):
             "peak_memory_mb": round(peak, 1),
             "peak_memory_kind": kind,
         }
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random generator a training step draws from, in types ``torch.load(weights_only=True)`` reads."""
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                       "has_gauss": int(np_state[3]), "gauss": float(np_state[4])}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class ResumeCheckpoint(L.Callback):
+    """``<dirpath>/last.ckpt``: the whole training state at every ``every_n_epochs``-th epoch end and
+    every ``every_n_train_steps`` steps, written atomically (a kill while saving keeps the previous
+    one). With the model, optimiser, scheduler and loop state (Lightning's) it holds every random
+    generator's state, restored on resume, so a run resumed at an epoch boundary draws the same
+    shuffles and augmentations as the run that was not interrupted."""
+
+    KEEP = ("last", "weights", "none")
+
+    def __init__(self, dirpath: str | Path, every_n_epochs: int | None = 1,
+                 every_n_train_steps: int | None = None, keep: str = "weights") -> None:
+        from rsbench.errors import ConfigError
+
+        if keep not in self.KEEP:
+            raise ConfigError(f"callbacks.checkpoint.keep={keep!r}: expected one of {', '.join(self.KEEP)}")
+        self.dirpath = Path(dirpath)
+        self.every_n_epochs = int(every_n_epochs or 0)
+        self.every_n_train_steps = int(every_n_train_steps or 0)
+        self.keep = keep
+        self._rng: dict[str, Any] | None = None
+
+    def finalize(self, model: L.LightningModule) -> Path | None:
+        """After a finished run: keep the whole state (``last``), only the model's weights once
+        (``weights``: ``model.pt``, no optimiser state; the default) or nothing (``none``)."""
+        if self.keep == "last" or not self.path.is_file():
+            return self.path if self.path.is_file() else None
+        out = None
+        if self.keep == "weights":
+            out = self.dirpath / "model.pt"
+            tmp = self.dirpath / f".model.pt.{os.getpid()}.tmp"
+            torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, tmp)
+            os.replace(tmp, out)
+        self.path.unlink()
+        return out
+
+    @property
+    def path(self) -> Path:
+        return self.dirpath / "last.ckpt"
+
+    def save(self, trainer: L.Trainer) -> None:
+        self._rng = rng_state()
+        tmp = self.dirpath / f".last.ckpt.{os.getpid()}.tmp"
+        trainer.save_checkpoint(tmp)  # every rank takes part; rank 0 writes
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+        trainer.strategy.barrier("rsbench-checkpoint")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.every_n_train_steps and trainer.global_step % self.every_n_train_steps == 0:
+            self.save(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self.save(trainer)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        """SIGTERM (a scheduler's pre-emption) or Ctrl-C: keep the progress since the last save."""
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(exception, (SIGTERMException, KeyboardInterrupt)) and trainer.training:
+            self.save(trainer)
+            log.info("interrupted: state saved to %s", self.path)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self._rng} if self._rng is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("rng") is not None:
+            set_rng_state(state["rng"])
 
 
 def unbind(batch: Mapping[str, Any], j: int) -> dict[str, Any]:

@@ -31,11 +31,27 @@ CONF_DIR = _conf_dir()
 
 
 def _precision(mode: str = "auto") -> str:
-    import torch
+    """``trainer.precision`` for a preset. ``auto`` (conf/trainer/auto.yaml, the default) is ``32-true``
+    on every device: the official runs are fp32 (MMEngine's plain OptimWrapper, no AMP).
+    ``bf16`` (trainer=gpu_bf16) is ``bf16-mixed``, and an error on a machine without a bf16 GPU
+    rather than a silent switch to fp16."""
+    if mode in ("auto", "32", "fp32"):
+        return "32-true"
+    if mode == "bf16":
+        import torch
 
-    if mode == "auto" and torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "32-true"
+        if not torch.cuda.is_available():
+            raise ValueError("trainer=gpu_bf16 needs a GPU and this machine has none: "
+                             "use trainer=auto or trainer=cpu (fp32)")
+        try:  # emulated bf16 (pre-Ampere GPUs) is slower than fp32: not what the preset is for
+            native = torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:
+            native = torch.cuda.is_bf16_supported()
+        if not native:
+            raise ValueError(f"trainer=gpu_bf16: {torch.cuda.get_device_name(0)} has no bf16 support: use "
+                             "trainer=gpu (fp32, the paper's) or trainer=gpu trainer.precision=16-mixed")
+        return "bf16-mixed"
+    raise ValueError(f"rsbench_precision: unknown mode {mode!r} (auto | bf16)")
 
 
 def _wandb_offline() -> bool:

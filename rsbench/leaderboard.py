@@ -2,11 +2,16 @@
 
     python -m rsbench.leaderboard [--results-dir results] [--runs-dir results/runs]
 
-One row per task × dataset × backbone × pretrained weights × tag: the headline metric as mean ±
-std over seeds (sample std, n−1), the paper's value from ``rsbench/paper_results.csv`` (shipped with
-the package) and the difference, the number of runs and seeds, mean training time and speed. Runs
-that failed or never finished are listed apart; runs on generated sample data are kept out of the
-main table.
+One row per task × dataset × backbone × pretrained weights × tag × protocol × precision × split
+source: the headline metric as mean ± std over seeds (sample std, n−1), the number of runs and
+seeds, mean training time and speed. A record gives a row for its local number (protocol
+``train: <split>, scored: <split> (local)``) and one for each server score entered with
+``python -m rsbench.scores add`` (``... (server)``). The paper's value from
+``rsbench/paper_results.csv`` (shipped with the package) and the difference appear ONLY on rows
+whose protocol is the paper's for the dataset (the record's ``paper_protocol``, from the dataset
+config). A local number on a split the run trained on (LoveDA ``protocol=paper`` tests on Val,
+part of trainval) and a submission still waiting for its server score are listed apart, as are
+failed or unfinished runs; runs on generated sample data are kept out of the main table.
 """
 
 from __future__ import annotations
@@ -20,11 +25,17 @@ from typing import Any
 import pandas as pd
 
 from rsbench.config import package_path
+from rsbench.protocol import label, same, server_protocol
 from rsbench.results import atomic_write_text, read_record
 
 #: The numbers the paper reports (task, dataset, metric, backbone, pretrain, value, source).
 PAPER_CSV = package_path("paper_results.csv")
-KEYS = ["task", "dataset", "backbone", "pretrain", "tag"]
+WHO = ["task", "dataset", "backbone", "pretrain", "tag"]
+#: what makes a row: runs differing in any of these are never averaged together
+KEYS = WHO + ["protocol", "precision", "split"]
+COLS = KEYS + ["metric", "mean", "std", "n_runs", "seeds", "paper", "paper_source", "diff", "paper_protocol",
+               "scored_by_source", "train_time_h", "images_per_s", "epochs"]
+ASIDE = WHO + ["seed", "protocol", "metric", "value", "why", "run_dir", "sample_data"]
 
 
 def collect(runs_dir: str | Path) -> list[dict[str, Any]]:
@@ -44,41 +55,67 @@ def load_paper(path: str | Path = PAPER_CSV) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def aggregate(records: list[dict[str, Any]], paper: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(main table, sample-data table, failed/incomplete runs)."""
-    ok, bad = [], []
+def entries(r: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """A finished record's leaderboard entries (its local number when held out, its server score of the
+    headline metric), and its entry in the "not in the table" list when it gives no row."""
+    metric = r.get("metric")
+    proto, paper = r.get("protocol"), r.get("paper_protocol")
+    base = {**{k: r.get(k) for k in WHO}, "seed": r.get("seed"), "metric": metric,
+            "sample_data": bool(r.get("sample_data")), "precision": r.get("precision") or "unknown",
+            "split": r.get("split_source") or "unknown", "paper_protocol": label(paper),
+            "train_time_s": r.get("train_time_s"), "images_per_s": r.get("train_images_per_s"),
+            "epochs": r.get("epochs"), "run_dir": r.get("run_dir")}
+    local = {**base, "protocol": label(proto), "value": (r.get("metrics") or {}).get(metric),
+             "compared": same(proto, paper), "source": "rsbench"}
+    held_out = proto is None or proto.get("held_out", True)
+    out = [local] if held_out else []
+    served = server_protocol(proto or {})
+    score = (r.get("server_scores") or {}).get(metric)
+    if score and served:
+        out.append({**base, "protocol": label(served), "value": score.get("value"), "compared": same(served, paper),
+                    "source": f"{score.get('source')} ({score.get('date')})"})
+    notes = [] if held_out or score else [f"'{proto.get('test')}' was trained on ({label(proto)}): not a held-out number"]
+    if served and same(served, paper) and not score:
+        sub = ((r.get("metrics") or {}).get("submission") or {}).get("dir", "<run>/submission")
+        notes.append(f"submission `{sub}` awaits the server's score: `python -m rsbench.scores add {r.get('run_dir')} "
+                     f"--metric {metric} --value <score> --source \"{(paper or {}).get('server', '<server>')}\"`")
+    return out, ({**local, "why": "; ".join(notes)} if notes else None)
+
+
+def aggregate(records: list[dict[str, Any]], paper: pd.DataFrame
+              ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(main table, sample-data table, failed/incomplete runs, finished runs that give no row)."""
+    ok, bad, aside = [], [], []
     for r in records:
         if r.get("status") == "ok":
-            metric = r.get("metric")
-            value = (r.get("metrics") or {}).get(metric)
-            ok.append({**{k: r.get(k) for k in KEYS}, "seed": r.get("seed"), "metric": metric,
-                       "value": value, "sample_data": bool(r.get("sample_data")),
-                       "train_time_s": r.get("train_time_s"), "images_per_s": r.get("train_images_per_s"),
-                       "epochs": r.get("epochs")})
+            rows, away = entries(r)
+            ok += rows
+            aside += [away] if away else []
         else:
-            bad.append({**{k: r.get(k) for k in KEYS}, "seed": r.get("seed"), "status": r.get("status"),
+            bad.append({**{k: r.get(k) for k in WHO}, "seed": r.get("seed"), "status": r.get("status"),
                         "error": (r.get("error") or "")[:200], "run_dir": r.get("run_dir")})
-    cols = KEYS + ["metric", "mean", "std", "n_runs", "seeds", "paper", "paper_source", "diff",
-                   "train_time_h", "images_per_s", "epochs"]
     tables = []
     df = pd.DataFrame(ok)
     for sample in (False, True):
         part = df[df["sample_data"] == sample] if len(df) else df
-        rows = []
-        if len(part):
-            for key, g in part.groupby(KEYS + ["metric"], dropna=False, sort=True):
-                vals = [v for v in g["value"] if v is not None and not (isinstance(v, float) and math.isnan(v))]
-                mean = sum(vals) / len(vals) if vals else math.nan
-                std = pd.Series(vals).std(ddof=1) if len(vals) > 1 else math.nan
-                row = dict(zip(KEYS + ["metric"], key))
-                pv, src = _paper_value(paper, row)
-                row.update(mean=mean, std=std, n_runs=len(g), seeds=",".join(str(s) for s in sorted(g["seed"].dropna().unique())),
-                           paper=pv, paper_source=src, diff=(mean - pv) if pv is not None else math.nan,
-                           train_time_h=_mean(g["train_time_s"]) / 3600,
-                           images_per_s=_mean(g["images_per_s"]), epochs=_mean(g["epochs"]))
-                rows.append(row)
-        tables.append(pd.DataFrame(rows, columns=cols))
-    return tables[0], tables[1], pd.DataFrame(bad, columns=KEYS + ["seed", "status", "error", "run_dir"])
+        rows = [_row(key, g, paper) for key, g in part.groupby(KEYS + ["metric"], dropna=False, sort=True)] if len(part) else []
+        tables.append(pd.DataFrame(rows, columns=COLS))
+    return (tables[0], tables[1], pd.DataFrame(bad, columns=WHO + ["seed", "status", "error", "run_dir"]),
+            pd.DataFrame(aside, columns=ASIDE))
+
+
+def _row(key: tuple, g: pd.DataFrame, paper: pd.DataFrame) -> dict[str, Any]:
+    vals = [v for v in g["value"] if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    mean = sum(vals) / len(vals) if vals else math.nan
+    std = pd.Series(vals).std(ddof=1) if len(vals) > 1 else math.nan
+    row = dict(zip(KEYS + ["metric"], key))
+    pv, src = _paper_value(paper, row) if bool(g["compared"].all()) else (None, None)
+    row.update(mean=mean, std=std, n_runs=len(g), seeds=",".join(str(s) for s in sorted(g["seed"].dropna().unique())),
+               paper=pv, paper_source=src, diff=(mean - pv) if pv is not None else math.nan,
+               paper_protocol=g["paper_protocol"].iloc[0], scored_by_source="; ".join(sorted(set(g["source"]))),
+               train_time_h=_mean(g["train_time_s"]) / 3600, images_per_s=_mean(g["images_per_s"]),
+               epochs=_mean(g["epochs"]))
+    return row
 
 
 def _mean(s: pd.Series) -> float:
@@ -106,32 +143,69 @@ def _fmt(v: Any, nd: int = 2) -> str:
 
 
 def _md_table(df: pd.DataFrame) -> list[str]:
-    head = "| task | dataset | backbone | pretrained | tag | metric | mean ± std | paper | Δ vs paper | runs (seeds) | train time (h) | train img/s |"
+    head = ("| task | dataset | backbone | pretrained | tag | metric | mean ± std | protocol | precision | split | "
+            "paper | Δ vs paper | runs (seeds) | train time (h) | train img/s |")
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for _, r in df.iterrows():
         ms = _fmt(r["mean"]) + (f" ± {_fmt(r['std'])}" if r["n_runs"] > 1 else "")
         diff = r["diff"]
         lines.append(
             f"| {r['task']} | {r['dataset']} | {r['backbone']} | {r['pretrain']} | {r['tag']} | {r['metric']} | {ms} | "
+            f"{r['protocol']} | {r['precision']} | {r['split']} | "
             f"{_fmt(r['paper'])} | {('+' if isinstance(diff, float) and diff > 0 else '') + _fmt(diff)} | "
             f"{r['n_runs']} ({r['seeds']}) | {_fmt(r['train_time_h'], 3)} | {_fmt(r['images_per_s'], 1)} |"
         )
     return lines
 
 
-def render_markdown(main: pd.DataFrame, sample: pd.DataFrame, bad: pd.DataFrame) -> str:
+def _notes(df: pd.DataFrame) -> list[str]:
+    """What a reader needs beside the table: why a row has no paper value, where a split came from,
+    which server scored a row."""
+    out = []
+    off = df[df["paper"].isna() & (df["protocol"] != df["paper_protocol"])]
+    if len(off):
+        theirs = sorted({f"{r.dataset}: {r.paper_protocol}" for r in off.itertuples()})
+        out.append("- **paper** and **Δ** only where the row's protocol is the paper's; the paper's protocol: "
+                   + "; ".join(theirs) + ".")
+    if len(df) and (df["split"] != "official").any():
+        out.append("- **split** other than `official`: the paper's split is unpublished or made differently "
+                   "(README \"Data\", docs/protocols.md §1 \"Splits\"), so a Δ there is no reproduction test "
+                   "to a fraction of a point.")
+    for r in df[df["protocol"].str.endswith("(server)")].itertuples() if len(df) else []:
+        out.append(f"- {r.task}/{r.dataset}/{r.backbone} {r.tag}, {r.protocol}: {r.scored_by_source}.")
+    return [""] + out if out else []
+
+
+def _aside_table(aside: pd.DataFrame, level: str = "##") -> list[str]:
+    lines = ["", f"{level} Finished runs without a row", "",
+             "Their local number is not a held-out result, or their submission awaits its server score.", "",
+             "| task | dataset | backbone | tag | seed | protocol | local value | why |", "|---|---|---|---|---|---|---|---|"]
+    for _, r in aside.iterrows():
+        lines.append(f"| {r['task']} | {r['dataset']} | {r['backbone']} | {r['tag']} | {r['seed']} | {r['protocol']} | "
+                     f"{_fmt(r['value'])} | {r['why']} |")
+    return lines
+
+
+def render_markdown(main: pd.DataFrame, sample: pd.DataFrame, bad: pd.DataFrame,
+                    aside: pd.DataFrame | None = None) -> str:
     out = ["# rsbench leaderboard", "",
            ("Generated by `python -m rsbench.leaderboard` from the run records under `results/runs/`; "
-            "paper values from `rsbench/paper_results.csv`. Mean ± sample std over seeds; Δ = mean − paper."), ""]
+            "paper values from `rsbench/paper_results.csv`. Mean ± sample std over seeds; Δ = mean − paper, "
+            "only on rows whose protocol (train split, scored split, local or server) is the paper's."), ""]
     if len(main):
-        out += _md_table(main)
+        out += _md_table(main) + _notes(main)
     else:
         out.append("_No finished runs on real data yet._")
-    if len(sample):
+    aside = aside if aside is not None else pd.DataFrame(columns=ASIDE)
+    fake = aside["sample_data"].astype(bool)
+    if (~fake).any():
+        out += _aside_table(aside[~fake])
+    if len(sample) or fake.any():
         out += ["", "## Runs on generated sample data", "",
                 ("Synthetic pixels in the official layout (the demo and tests): they show the pipeline works, "
                  "not how good a model is, and are never compared with the paper."), ""]
-        out += _md_table(sample)
+        out += _md_table(sample) if len(sample) else []
+        out += _aside_table(aside[fake], "###") if fake.any() else []
     if len(bad):
         out += ["", "## Failed or unfinished runs", "", "| task | dataset | backbone | tag | seed | status | error | run folder |",
                 "|---|---|---|---|---|---|---|---|"]
@@ -151,7 +225,7 @@ def plot_vs_paper(main: pd.DataFrame, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{r.task}/{r.dataset}/{r.backbone} ({r.tag})" for r in rows.itertuples()]
+    labels = [f"{r.task}/{r.dataset}/{r.backbone} ({r.tag}, {r.precision})" for r in rows.itertuples()]
     fig, ax = plt.subplots(figsize=(8, 0.4 * len(rows) + 1.2))
     ax.barh(labels, rows["diff"], xerr=rows["std"].fillna(0), color=["tab:green" if d >= 0 else "tab:red" for d in rows["diff"]])
     ax.axvline(0, color="k", lw=0.8)
@@ -169,11 +243,11 @@ def write_leaderboard(results_dir: str | Path, runs_dir: str | Path | None = Non
                       paper_csv: str | Path = PAPER_CSV) -> dict[str, Path]:
     results_dir = Path(results_dir)
     runs_dir = Path(runs_dir) if runs_dir else results_dir / "runs"
-    main, sample, bad = aggregate(collect(runs_dir), load_paper(paper_csv))
+    main, sample, bad, aside = aggregate(collect(runs_dir), load_paper(paper_csv))
     csv_path, md_path = results_dir / "leaderboard.csv", results_dir / "leaderboard.md"
     main_csv = pd.concat([main.assign(data="real"), sample.assign(data="sample")], ignore_index=True) if len(sample) else main.assign(data="real")
     atomic_write_text(csv_path, main_csv.to_csv(index=False))
-    md = render_markdown(main, sample, bad)
+    md = render_markdown(main, sample, bad, aside)
     png = plot_vs_paper(main, results_dir / "leaderboard.png")
     if png is not None:
         md = md.replace("\n\n", "\n\n![rsbench − paper](leaderboard.png)\n\n", 1)

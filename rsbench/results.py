@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -21,14 +22,21 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("torch", "torchvision", "timm", "lightning", "hydra-core", "omegaconf", "torchmetrics",
             "rasterio", "albumentations", "pandas", "wandb", "numpy", "pillow")
-# Keys that do not change what a run computes, left out of the config hash.
+# Keys that do not change what a run computes, left out of the config hash. ``protocol`` is the
+# switch's name only (the splits it sets are hashed); the dataset's paper protocol and split
+# provenance describe the number, they do not change it.
 VOLATILE = ("paths", "hydra", "force", "leaderboard", "data.num_workers", "trainer.enable_progress_bar",
             "logger", "callbacks.plots", "callbacks.checkpoint.dirpath", "callbacks.submission.dirpath",
             "dataset.root", "datamodule.root", "datamodule.num_workers", "datamodule.cache_dir",
-            "backbone.weights_dir", "dataset.kwargs.tile_cache", "datamodule.dataset_kwargs.tile_cache")
+            "backbone.weights_dir", "dataset.kwargs.tile_cache", "datamodule.dataset_kwargs.tile_cache",
+            "protocol", "dataset.paper_protocol", "dataset.split_parts", "dataset.split_source",
+            "dataset.split_source_files")
+#: split maps in which an unset stage and a stage set to null are the same run
+SPLIT_MAPS = ("dataset.splits", "datamodule.splits")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -59,16 +67,45 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
-def config_hash(cfg: Mapping[str, Any]) -> str:
+def _node(d: dict, parts: list[str]) -> Any:
+    for p in parts:
+        d = d.get(p, {}) if isinstance(d, dict) else {}
+    return d
+
+
+def hashed_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a config that decides what a run computes (what :func:`config_hash` hashes)."""
     d = json.loads(json.dumps(cfg, default=str))
     for key in VOLATILE:
         parts = key.split(".")
-        node = d
-        for p in parts[:-1]:
-            node = node.get(p, {}) if isinstance(node, dict) else {}
+        node = _node(d, parts[:-1])
         if isinstance(node, dict):
             node.pop(parts[-1], None)
-    return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+    for key in SPLIT_MAPS:
+        node = _node(d, key.split("."))
+        if isinstance(node, dict):
+            for stage in [k for k, v in node.items() if v is None]:
+                node.pop(stage)
+    return d
+
+
+def config_hash(cfg: Mapping[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(hashed_config(cfg), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def config_differences(old: Mapping[str, Any], new: Mapping[str, Any], limit: int = 6) -> list[str]:
+    """``key: old → new`` for the hashed keys that differ (at most ``limit``)."""
+    out: list[str] = []
+
+    def walk(a: Any, b: Any, prefix: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                walk(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)
+        elif a != b:
+            out.append(f"{prefix}: {a!r} → {b!r}")
+
+    walk(hashed_config(old), hashed_config(new), "")
+    return out[:limit]
 
 
 def git_commit() -> dict[str, Any]:
@@ -133,6 +170,7 @@ class RunRecord:
         self.identity = dict(identity)
         self.hash = config_hash(self.config)
         self.started = time.time()
+        self.first_started: str | None = None  # when a resumed run first started
 
     @property
     def metrics_path(self) -> Path:
@@ -142,8 +180,8 @@ class RunRecord:
         return read_record(self.metrics_path)
 
     def _base(self, status: str) -> dict[str, Any]:
-        return {"status": status, **self.identity, "config_hash": self.hash,
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),
+        started = self.first_started or time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started))
+        return {"status": status, **self.identity, "config_hash": self.hash, "started": started,
                 "run_dir": str(self.run_dir)}
 
     def execute(self, fn: Callable[[str | None], tuple[Mapping[str, Any], Mapping[str, Any]]], *,
@@ -163,25 +201,42 @@ class RunRecord:
         if prev and prev.get("status") not in (None, "unreadable") and not force:
             if prev.get("config_hash") != self.hash:
                 raise ConfigError(
-                    f"{self.run_dir} holds a run of this task/dataset/backbone/tag/seed with a different config. "
-                    f"Give this one its own tag=... (e.g. tag=lr1e-4) or overwrite with force=true.")
+                    f"{self.run_dir} holds a run of this task/dataset/backbone/tag/seed with a different config"
+                    f"{self._differences()}. Give this one its own tag=... (e.g. tag=lr1e-4) or overwrite with force=true.")
             if prev["status"] == "ok":
                 return {**prev, "skipped": True}
             if checkpoint.is_file():
                 resume = str(checkpoint)
+                log.info("resuming the unfinished run from %s", checkpoint)
         elif force and self.write and checkpoint.parent.exists():
             shutil.rmtree(checkpoint.parent)
-        self.start()
+        self.start(resumed=prev if resume else None)
         try:
             metrics, stats = fn(resume)
         except BaseException as e:
-            self.fail(e, progress() if progress else None)
+            from rsbench.errors import RunInterrupted
+
+            status = "interrupted" if isinstance(e, RunInterrupted) else "failed"
+            self.fail(e, progress() if progress else None, status=status)
             raise
         return self.finish(metrics, {**stats, "resumed_from": resume})
 
-    def start(self) -> None:
+    def _differences(self) -> str:
+        """``(differs in: key: old → new, ...)`` from the folder's config.yaml, or nothing when unreadable."""
         import yaml
 
+        try:
+            old = yaml.safe_load((self.run_dir / "config.yaml").read_text())
+        except (OSError, yaml.YAMLError):
+            return ""
+        diff = config_differences(old or {}, self.config) if isinstance(old, dict) else []
+        return f" (differs in: {'; '.join(diff)})" if diff else ""
+
+    def start(self, resumed: Mapping[str, Any] | None = None) -> None:
+        import yaml
+
+        if resumed is not None:
+            self.first_started = resumed.get("started")
         if not self.write:
             return
         atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(self.config, sort_keys=False))
@@ -194,8 +249,8 @@ class RunRecord:
             atomic_write_json(self.metrics_path, rec)
         return rec
 
-    def fail(self, exc: BaseException, stats: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        rec = {**self._base("failed"), "wall_time_s": round(time.time() - self.started, 2), **(stats or {}),
+    def fail(self, exc: BaseException, stats: Mapping[str, Any] | None = None, status: str = "failed") -> dict[str, Any]:
+        rec = {**self._base(status), "wall_time_s": round(time.time() - self.started, 2), **(stats or {}),
                "error": f"{type(exc).__name__}: {exc}",
                "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:]}
         if self.write:

@@ -39,7 +39,12 @@ def test_fit_and_test_each_dataset(tmp_path, dataset):
     assert rec["epochs"] == 1 and rec["train_images_per_s"] > 0 and rec["peak_memory_mb"] > 0
     assert rec["precision"] == "32-true" and rec["accelerator"] == "CPUAccelerator"
     run_dir = Path(rec["run_dir"])
-    assert (run_dir / "config.yaml").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir / "config.yaml").is_file() and rec["checkpoint"] == str(run_dir / "checkpoints" / "model.pt")
+    assert not (run_dir / "checkpoints" / "last.ckpt").exists()  # checkpoint.keep=weights: no optimiser state kept
+    import torch
+
+    kept = torch.load(run_dir / "checkpoints" / "model.pt", weights_only=True)
+    assert set(kept) == {"state_dict", "hyper_parameters"} and kept["hyper_parameters"]["num_classes"] == len(m["per_class"]["accuracy"])
     env = json.loads((run_dir / "env.json").read_text())
     assert env["packages"]["torch"] and "cpu_count" in env["hardware"]
     assert "leaderboard:" in proc.stdout

@@ -1,7 +1,9 @@
-"""The leaderboard on a fixture of run records: means, std, paper difference, failed runs."""
+"""The leaderboard on a fixture of run records: means, std, paper difference, failed runs; and what a
+row must carry to be compared with the paper (protocol, precision, split provenance, server scores)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -9,34 +11,63 @@ import pytest
 
 from rsbench.leaderboard import write_leaderboard
 from rsbench.results import atomic_write_json
+from rsbench.scores import main as scores_main
+
+LOCAL_TEST = {"train": "train", "test": "test", "scored_by": "local"}
+EUROSAT = {"train": "train", "test": "val", "scored_by": "local"}  # the paper: eurosat/train → eurosat/val
+LOVEDA_PAPER = {"train": "trainval", "test": "test", "scored_by": "server", "server": "LoveDA Codabench 13030"}
+PAPER_CSV = ("task,dataset,metric,backbone,pretrain,value,source\n"
+             "cls,eurosat,OA,vitb_rvsa,MAE+MTP,98.76,paper\n"
+             "cls,eurosat,OA,vitl_rvsa,MAE+MTP,98.78,paper\n"
+             "cd,levir,F1,vitl_rvsa,MAE+MTP,92.67,paper\n"
+             "seg,loveda,mIoU,vitb_rvsa,MAE+MTP,52.39,paper\n")
 
 
 def _rec(runs, task, dataset, backbone, seed, value=None, status="ok", pretrain="MAE+MTP", tag="default",
-         metric="OA", sample=False, time_s=3600.0):
+         metric="OA", sample=False, time_s=3600.0, protocol=None, paper=None, precision="32-true",
+         split="official", submission=None):
+    paper = paper or (EUROSAT if dataset == "eurosat" else LOCAL_TEST)
+    protocol = protocol or {**{k: paper[k] for k in ("train", "test")}, "scored_by": "local", "predict": None,
+                            "held_out": True}
     d = runs / task / dataset / backbone / f"{tag}-s{seed}"
     rec = {"status": status, "task": task, "dataset": dataset, "backbone": backbone, "pretrain": pretrain,
-           "tag": tag, "seed": seed, "metric": metric, "sample_data": sample, "run_dir": str(d)}
+           "tag": tag, "seed": seed, "metric": metric, "sample_data": sample, "run_dir": str(d),
+           "protocol": protocol, "paper_protocol": paper, "precision": precision, "split_source": split}
     if status == "ok":
         rec.update(metrics={metric: value}, train_time_s=time_s, train_images_per_s=100.0, epochs=100)
+        if submission:
+            rec["metrics"]["submission"] = {"split": submission, "dir": str(d / "submission"), "num_files": 4}
     elif status == "failed":
         rec.update(error="RuntimeError: CUDA out of memory")
     atomic_write_json(d / "metrics.json", rec)
+    return d
+
+
+def _board(tmp_path, runs):
+    paper = tmp_path / "paper.csv"
+    paper.write_text(PAPER_CSV)
+    out = write_leaderboard(tmp_path, runs, paper)
+    return pd.read_csv(out["csv"]), out["md"].read_text()
+
+
+def _line(md: str, *cells: str) -> str:
+    hits = [line for line in md.splitlines() if all(f"| {c} |" in line for c in cells)]
+    assert len(hits) == 1, (cells, hits)
+    return hits[0]
 
 
 @pytest.fixture
 def board(tmp_path):
     runs = tmp_path / "runs"
     for seed, v in enumerate([98.0, 99.0, 97.0]):
-        _rec(runs, "cls", "eurosat", "vitb_rvsa", seed, v)
-    _rec(runs, "cls", "eurosat", "vitb_rvsa", 0, 50.0, tag="lr1e-3")
+        _rec(runs, "cls", "eurosat", "vitb_rvsa", seed, v, split="rsbench seeded")
+    _rec(runs, "cls", "eurosat", "vitb_rvsa", 0, 50.0, tag="lr1e-3", split="rsbench seeded")
     _rec(runs, "cd", "levir", "vitl_rvsa", 0, 92.0, metric="F1", time_s=7200)
-    _rec(runs, "cls", "eurosat", "resnet18", 0, 100.0, pretrain="none", tag="demo", sample=True)
+    _rec(runs, "cls", "eurosat", "resnet18", 0, 100.0, pretrain="none", tag="demo", sample=True, split="generated sample")
     _rec(runs, "cls", "resisc45", "vitb_rvsa", 3, status="failed")
     _rec(runs, "cls", "resisc45", "vitb_rvsa", 4, status="running")
     paper = tmp_path / "paper.csv"
-    paper.write_text("task,dataset,metric,backbone,pretrain,value,source\n"
-                     "cls,eurosat,OA,vitb_rvsa,MAE+MTP,98.76,paper\n"
-                     "cd,levir,F1,vitl_rvsa,MAE+MTP,92.67,paper\n")
+    paper.write_text(PAPER_CSV)
     out = write_leaderboard(tmp_path, runs, paper)
     assert out["png"].stat().st_size > 0 and "![rsbench − paper](leaderboard.png)" in out["md"].read_text()
     return pd.read_csv(out["csv"]), out["md"].read_text()
@@ -76,6 +107,130 @@ def test_failed_and_unfinished_runs_listed_apart(board):
     assert "| 4 | running |" in failed
 
 
-def test_markdown_row_shows_mean_std_paper_and_delta(board):
+def test_markdown_row_shows_protocol_precision_split_paper_and_delta(board):
     _, md = board
-    assert "| cls | eurosat | vitb_rvsa | MAE+MTP | default | OA | 98.00 ± 1.00 | 98.76 | -0.76 | 3 (0,1,2) |" in md
+    assert ("| cls | eurosat | vitb_rvsa | MAE+MTP | default | OA | 98.00 ± 1.00 | train: train, scored: val (local) "
+            "| 32-true | rsbench seeded | 98.76 | -0.76 | 3 (0,1,2) |") in md
+    assert "| cd | levir | vitl_rvsa | MAE+MTP | default | F1 | 92.00 | train: train, scored: test (local) | 32-true | official |" in md
+    assert "a Δ there is no reproduction test" in md  # the note under the table for non-official splits
+
+
+def test_paper_value_is_looked_up_per_backbone(tmp_path):
+    """Two backbones whose paper values differ: each row gets its own (a lookup without the backbone
+    gives both rows the first one, 98.76)."""
+    runs = tmp_path / "runs"
+    _rec(runs, "cls", "eurosat", "vitb_rvsa", 0, 98.0)
+    _rec(runs, "cls", "eurosat", "vitl_rvsa", 0, 98.5)
+    df, _ = _board(tmp_path, runs)
+    by = df.set_index("backbone")
+    assert by.loc["vitb_rvsa", "paper"] == pytest.approx(98.76) and by.loc["vitl_rvsa", "paper"] == pytest.approx(98.78)
+    assert by.loc["vitl_rvsa", "diff"] == pytest.approx(98.5 - 98.78)
+
+
+def test_paper_value_needs_the_pretraining_label(tmp_path):
+    runs = tmp_path / "runs"
+    _rec(runs, "cls", "eurosat", "vitb_rvsa", 0, 98.0, pretrain="MAE")  # not the paper's MAE+MTP weights
+    df, _ = _board(tmp_path, runs)
+    assert math.isnan(df.iloc[0]["paper"]) and math.isnan(df.iloc[0]["diff"])
+
+
+def test_precision_is_part_of_the_row(tmp_path):
+    runs = tmp_path / "runs"
+    _rec(runs, "cls", "eurosat", "vitb_rvsa", 0, 98.0)
+    _rec(runs, "cls", "eurosat", "vitb_rvsa", 1, 90.0, precision="bf16-mixed")
+    df, md = _board(tmp_path, runs)
+    assert sorted(zip(df["precision"], df["mean"], df["n_runs"])) == [("32-true", 98.0, 1), ("bf16-mixed", 90.0, 1)]
+    assert "| 32-true |" in _line(md, "98.00") and "| bf16-mixed |" in _line(md, "90.00")
+
+
+def test_loveda_val_row_carries_no_paper_delta(tmp_path):
+    """The default LoveDA run (Train → Val, local) beside the paper's test-server number: not compared."""
+    runs = tmp_path / "runs"
+    _rec(runs, "seg", "loveda", "vitb_rvsa", 0, 50.0, metric="mIoU", paper=LOVEDA_PAPER,
+         protocol={"train": "train", "test": "val", "scored_by": "local", "predict": None, "held_out": True})
+    df, md = _board(tmp_path, runs)
+    row = df.iloc[0]
+    assert row["protocol"] == "train: train, scored: val (local)" and row["mean"] == 50.0
+    assert math.isnan(row["paper"]) and math.isnan(row["diff"])
+    line = _line(md, "loveda", "50.00")
+    assert "| train: train, scored: val (local) | 32-true | official | – | – |" in line
+    assert "loveda: train: trainval, scored: test (server)" in md  # why there is no paper value
+
+
+def test_record_without_a_protocol_is_never_compared(tmp_path):
+    d = _rec(tmp_path / "runs", "cls", "eurosat", "vitb_rvsa", 0, 98.0)
+    rec = json.loads((d / "metrics.json").read_text())
+    for k in ("protocol", "paper_protocol", "precision", "split_source"):
+        rec.pop(k)
+    atomic_write_json(d / "metrics.json", rec)
+    df, _ = _board(tmp_path, tmp_path / "runs")
+    row = df.iloc[0]
+    assert (row["protocol"], row["precision"], row["split"]) == ("unknown", "unknown", "unknown")
+    assert math.isnan(row["paper"])
+
+
+def _paper_run(runs, value=45.0, seed=0):
+    """A LoveDA run with protocol=paper: trained on trainval, Test submission written, tested on Val (seen)."""
+    return _rec(runs, "seg", "loveda", "vitb_rvsa", seed, value, metric="mIoU", tag="paper", paper=LOVEDA_PAPER,
+                submission="test",
+                protocol={"train": "trainval", "test": "val", "scored_by": "local", "predict": "test", "held_out": False})
+
+
+def test_loveda_server_score_gives_the_paper_delta(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    run = _paper_run(runs)
+    df, md = _board(tmp_path, runs)
+    assert not len(df)  # Val was trained on: no row, and the submission waits for its score
+    aside = md.split("## Finished runs without a row")[1]
+    assert "| seg | loveda | vitb_rvsa | paper | 0 | train: trainval, scored: val (local) | 45.00 |" in aside
+    assert f"python -m rsbench.scores add {run} --metric mIoU" in aside and "LoveDA Codabench 13030" in aside
+
+    scores_main(["--results-dir", str(tmp_path), "add", "loveda/vitb_rvsa/paper-s0", "--value", "52.4",
+                 "--source", "LoveDA Codabench 13030", "--date", "2025-02-03"])
+    rec = json.loads((run / "metrics.json").read_text())
+    assert rec["metrics"]["mIoU"] == 45.0  # the local number stays where it was
+    s = rec["server_scores"]["mIoU"]
+    assert (s["value"], s["split"], s["train"], s["source"], s["date"]) == (52.4, "test", "trainval",
+                                                                            "LoveDA Codabench 13030", "2025-02-03")
+    df, md = pd.read_csv(tmp_path / "leaderboard.csv"), (tmp_path / "leaderboard.md").read_text()
+    row = df.iloc[0]
+    assert len(df) == 1 and row["protocol"] == "train: trainval, scored: test (server)"
+    assert row["mean"] == 52.4 and row["paper"] == pytest.approx(52.39) and row["diff"] == pytest.approx(0.01)
+    assert "| 52.40 | train: trainval, scored: test (server) | 32-true | official | 52.39 | +0.01 | 1 (0) |" in md
+    assert "LoveDA Codabench 13030 (2025-02-03)" in md and "## Finished runs without a row" not in md
+
+
+def test_server_score_for_a_run_off_the_paper_protocol_is_refused(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    run = _rec(runs, "seg", "loveda", "vitb_rvsa", 0, 50.0, metric="mIoU", paper=LOVEDA_PAPER, submission="test",
+               protocol={"train": "train", "test": "val", "scored_by": "local", "predict": "test", "held_out": True})
+    before = (run / "metrics.json").read_text()
+    with pytest.raises(SystemExit) as e:
+        scores_main(["--results-dir", str(tmp_path), "add", str(run), "--value", "50.1", "--source", "Codabench"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "not on the paper's protocol" in err and "protocol=paper" in err
+    assert (run / "metrics.json").read_text() == before
+    eurosat = _rec(runs, "cls", "eurosat", "vitb_rvsa", 0, 98.0)
+    with pytest.raises(SystemExit):
+        scores_main(["--results-dir", str(tmp_path), "add", str(eurosat), "--value", "98", "--source", "x"])
+    assert "scored locally in the paper" in capsys.readouterr().err
+
+
+def test_server_score_checks_value_run_id_and_replacement(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    _paper_run(runs, seed=0)
+    _paper_run(runs, seed=1)
+    base = ["--results-dir", str(tmp_path), "add"]
+    for args, msg in ((["paper-s", "--value", "52"], "no run"), (["vitb_rvsa", "--value", "52"], "no run"),
+                      (["paper-s0", "--value", "152"], "0..100"), (["paper-s0", "--value", "52", "--date", "3/2/25"], "YYYY-MM-DD")):
+        with pytest.raises(SystemExit):
+            scores_main([*base, *args, "--source", "s"])
+        assert msg in capsys.readouterr().err
+    scores_main([*base, "paper-s0", "--value", "52", "--source", "s", "--no-leaderboard"])
+    with pytest.raises(SystemExit):
+        scores_main([*base, "paper-s0", "--value", "53", "--source", "s"])
+    assert "--replace" in capsys.readouterr().err
+    scores_main([*base, "paper-s0", "--value", "53", "--source", "s", "--replace"])
+    scores_main([*base, "paper-s1", "--value", "51", "--source", "s"])
+    df = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert df.iloc[0]["n_runs"] == 2 and df.iloc[0]["mean"] == pytest.approx(52.0)  # 53 and 51

@@ -117,7 +117,11 @@ def test_wheel_installed_in_a_bare_folder_runs_the_demo(tmp_path):
     real.parent.mkdir(parents=True)
     real.write_text(json.dumps({"status": "ok", "task": "cls", "dataset": "eurosat", "backbone": "vitb_rvsa",
                                 "pretrain": "MAE+MTP", "tag": "default", "seed": 0, "metric": "OA",
-                                "metrics": {"OA": 98.0}, "sample_data": False}))
+                                "metrics": {"OA": 98.0}, "sample_data": False,
+                                "protocol": {"train": "train", "test": "val", "scored_by": "local", "predict": None,
+                                             "held_out": True},
+                                "paper_protocol": {"train": "train", "test": "val", "scored_by": "local"},
+                                "precision": "32-true", "split_source": "rsbench seeded"}))
     _sh([sys.executable, *SAFE_PATH, "-m", "rsbench.leaderboard"], cwd=work, env=env)
     row = next(line for line in (work / "results/leaderboard.md").read_text().splitlines() if "vitb_rvsa" in line)
     assert "98.76" in row and "-0.76" in row, row

@@ -8,6 +8,7 @@ recipe (e.g. the distortion's strength: mmseg 32, Open-CD's MTP configs 10) is a
 
 - :func:`call_generators` — the one seeding rule.
 - :func:`cat_max_ratio_crop_box` — mmseg ``RandomCrop(crop, cat_max_ratio)``'s window.
+- :func:`imrescale`, :func:`imrotate` — mmcv's keep-ratio resize and rotation (OpenCV).
 - :class:`PhotoMetric` / :func:`apply_photometric` — mmcv/mmseg ``PhotoMetricDistortion``.
 - :class:`Normalize` and :func:`pad_to` — ``(x / scale_to_unit - mean) / std``, then padding to
   the crop at the bottom/right with 0 (image, i.e. after normalisation, as mmseg's and Open-CD's
@@ -81,8 +82,10 @@ class Normalize:
 
 def pad_to(image: torch.Tensor, mask: np.ndarray | None, size: int | tuple[int, int]
            ) -> tuple[torch.Tensor, np.ndarray | None]:
-    """Pad a normalised (C, H, W) image with 0 and its (H, W) mask with ``IGNORE_INDEX`` at the
-    bottom/right to at least ``size`` (mmseg's ``SegDataPreProcessor`` pads after normalising)."""
+    """Pad a normalised (C, H, W) image with 0 at the bottom/right to at least ``size``, and its
+    (h, w) mask with ``IGNORE_INDEX`` by the same amounts (mmseg's ``SegDataPreProcessor`` and
+    Open-CD's ``stack_batch`` pad after normalising and pad the label by the image's padding, so a
+    label smaller than the image, OSCD's 96² under 224² images, keeps its size)."""
     h, w = (size, size) if isinstance(size, int) else size
     ph, pw = max(h - image.shape[1], 0), max(w - image.shape[2], 0)
     if ph or pw:
@@ -92,21 +95,59 @@ def pad_to(image: torch.Tensor, mask: np.ndarray | None, size: int | tuple[int, 
     return image, mask
 
 
+# -- resize and rotation (mmcv's geometric ops) -------------------------------------------------
+
+def rescale_size(h: int, w: int, scale: tuple[int, int]) -> tuple[int, int]:
+    """mmcv ``rescale_size`` with keep_ratio: the largest (h, w) of the same ratio within ``scale``."""
+    long_edge, short_edge = max(scale), min(scale)
+    factor = min(long_edge / max(h, w), short_edge / min(h, w))
+    return int(h * factor + 0.5), int(w * factor + 0.5)
+
+
+def imrescale(img: np.ndarray, scale: int | tuple[int, int], nearest: bool = False) -> np.ndarray:
+    """mmcv ``imrescale(img, scale)`` (keep ratio; cv2 bilinear, or nearest for labels)."""
+    scale = (scale, scale) if isinstance(scale, (int, np.integer)) else tuple(scale)
+    h, w = rescale_size(img.shape[0], img.shape[1], scale)
+    return _per_chunk(img, lambda x: cv2.resize(x, (w, h), interpolation=cv2.INTER_NEAREST if nearest
+                                                else cv2.INTER_LINEAR))
+
+
+def imrotate(img: np.ndarray, angle: float, border_value: float = 0, nearest: bool = False) -> np.ndarray:
+    """mmcv ``imrotate(img, angle, border_value=..., interpolation=...)``: ``angle`` degrees clockwise
+    about ``((w - 1) / 2, (h - 1) / 2)``, same size, constant border (bilinear, or nearest for labels)."""
+    h, w = img.shape[:2]
+    matrix = cv2.getRotationMatrix2D(((w - 1) * 0.5, (h - 1) * 0.5), -float(angle), 1.0)
+    flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    return _per_chunk(img, lambda x: cv2.warpAffine(x, matrix, (w, h), flags=flags, borderMode=cv2.BORDER_CONSTANT,
+                                                    borderValue=border_value))
+
+
+def _per_chunk(img: np.ndarray, op) -> np.ndarray:
+    """``op`` on (H, W) or (H, W, C) arrays in chunks of at most 4 channels (OpenCV's warp limit),
+    keeping a trailing channel axis that OpenCV drops for one channel."""
+    if img.ndim == 2:
+        return op(np.ascontiguousarray(img))
+    parts = [op(np.ascontiguousarray(img[..., i:i + 4])) for i in range(0, img.shape[2], 4)]
+    return np.concatenate([p[..., None] if p.ndim == 2 else p for p in parts], axis=2)
+
+
 # -- crop ---------------------------------------------------------------------------------------
 
 def cat_max_ratio_crop_box(mask: np.ndarray, crop: int | tuple[int, int], rng: np.random.Generator,
                            cat_max_ratio: float = 0.75, ignore_index: int = IGNORE_INDEX,
-                           tries: int = 10) -> tuple[int, int, int, int]:
-    """(y1, y2, x1, x2) of mmseg's ``RandomCrop.crop_bbox`` with ``cat_max_ratio`` on ``mask``'s extent.
+                           tries: int = 10, extent: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
+    """(y1, y2, x1, x2) of mmseg's ``RandomCrop.crop_bbox`` with ``cat_max_ratio``.
 
-    A window with offsets uniform in ``[0, max(size - crop, 0)]`` (an image smaller than the crop
-    keeps its whole extent; the slice stops at its border); while one class covers
+    A window of the image's ``extent`` (h, w; default ``mask``'s) with offsets uniform in
+    ``[0, max(size - crop, 0)]`` (an image smaller than the crop keeps its whole extent; the slice
+    stops at its border), counted on ``mask[window]`` as mmseg/Open-CD do (so a label smaller than
+    the image, OSCD's, is sliced by the image's window); while one class covers
     ``>= cat_max_ratio`` of the window's labelled pixels (``ignore_index`` not counted) or fewer
     than two classes are present, a new window is drawn, up to ``tries`` times; the last draw is
     kept. ``cat_max_ratio >= 1`` draws once.
     """
     ch, cw = (crop, crop) if isinstance(crop, (int, np.integer)) else crop
-    h, w = mask.shape[:2]
+    h, w = extent if extent is not None else mask.shape[:2]
 
     def draw() -> tuple[int, int, int, int]:
         oy = int(rng.integers(0, max(h - ch, 0) + 1))

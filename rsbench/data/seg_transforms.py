@@ -51,18 +51,12 @@ from rsbench.data.augment import (
     cat_max_ratio_crop_box,
     is_8bit_rgb,
     pad_to,
+    rescale_size,
     to_hwc,
 )
 
 __all__ = ["CatMaxRatioCrop", "PhotoMetricDistortion", "RandomResize", "SegTransform", "build_seg_transforms",
            "cat_max_ratio_crop_box", "rescale_size"]
-
-
-def rescale_size(h: int, w: int, scale: tuple[int, int]) -> tuple[int, int]:
-    """mmcv ``rescale_size`` with keep_ratio: the largest (h, w) of the same ratio within ``scale``."""
-    long_edge, short_edge = max(scale), min(scale)
-    factor = min(long_edge / max(h, w), short_edge / min(h, w))
-    return int(h * factor + 0.5), int(w * factor + 0.5)
 
 
 class RandomResize(A.DualTransform):

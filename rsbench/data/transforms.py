@@ -1,12 +1,33 @@
 """Classification augmentation pipelines of the paper's recipe, applied to whole sample dicts.
 
-Classification (MMPretrain recipe, docs/protocols.md §2.1): RandomResizedCrop (bicubic) → HFlip →
-RandAugment (timm "increasing" policy, 2 ops, magnitude 9, std 0.5) → RandomErasing (p 0.25,
-random pixels); test: resize the short side to img/0.875 (256 for 224) → CenterCrop. For 8-bit
-RGB this is timm's ``create_transform``, the same code MMPretrain's RandAugment was ported from.
+Classification (MMPretrain 1.2 recipe of the MTP configs ``configs/mtp/{eurosat,resisc45}/*.py``,
+docs/protocols.md §2.1), train, in the official order:
+
+1. ``RandomResizedCrop(224, backend='pillow', interpolation='bicubic')``: timm's
+   ``RandomResizedCropAndInterpolation`` is the same algorithm (10 tries of area U(0.08, 1) and
+   log-uniform ratio 3/4..4/3, rounded sides, central-crop fallback) and the same PIL bicubic resize.
+2. ``RandomFlip(prob=0.5, direction='horizontal')``: timm ``hflip=0.5``.
+3. ``RandAugment(policies='timm_increasing', num_policies=2, magnitude_level=9, magnitude_std=0.5,
+   total_level=10, pad_val=round(mean))``: timm ``rand-m9-n2-mstd0.5-inc1`` (the policy list
+   MMPretrain copied: the same 15 ops, 2 drawn with replacement, each with p 0.5, magnitude
+   N(9, 0.5) clipped to 0..10, the same ranges and random signs, fill (124, 116, 104)). Known
+   difference: MMPretrain's ops run on mmcv/OpenCV (Rotate/Shear/Translate: OpenCV bicubic and
+   rotation centre ((w-1)/2, (h-1)/2)), timm's on PIL (PIL bicubic, centre (w/2, h/2)); the
+   enhance ops agree to about one grey level. Not reproduced.
+4. ``RandomErasing(erase_prob=0.25, mode='rand', min_area_ratio=0.02, max_area_ratio=1/3,
+   fill_color=mean, fill_std=std)``: :class:`RandomErasing`, on the uint8 image BEFORE
+   normalisation as MMPretrain does (timm's erasing, N(0, 1) after normalisation, is not used).
+5. ``PackInputs`` + data preprocessor: ``(x - 255·mean) / (255·std)`` in RGB (``to_rgb=True``);
+   here ``ToTensor`` (x / 255) and ``Normalize(mean, std)``.
+
+Test: ``ResizeEdge(256, edge='short', backend='pillow', interpolation='bicubic')`` →
+``CenterCrop(224)``; timm's eval transform (``Resize(256)`` = short side to img/0.875, PIL
+bicubic, the long side truncated as ResizeEdge does → ``CenterCrop``) is the same computation.
+For 8-bit RGB this is timm's ``create_transform`` with :class:`RandomErasing` in place of timm's.
 For multispectral rasters (RandAugment's colour ops are undefined past 3 bands) the geometric
-part runs on tensors with torchvision and RandAugment is left out. Randomness: timm and
-torchvision draw from Python's and torch's generators, which DataLoader seeds per worker.
+part runs on tensors with torchvision and RandAugment is left out (no official recipe).
+Randomness: timm and torchvision draw from Python's and torch's generators, which DataLoader seeds
+per worker; :class:`RandomErasing` from :func:`rsbench.data.augment.call_generators`.
 
 Segmentation and change detection: :mod:`rsbench.data.seg_transforms` and
 :mod:`rsbench.data.cd_transforms`, on the ops they share in :mod:`rsbench.data.augment`.
@@ -17,15 +38,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import v2 as T
 
 # IMAGENET_MEAN/STD are re-exported here for older imports (defined in rsbench.constants)
 from rsbench.constants import IMAGENET_MEAN, IMAGENET_STD
-from rsbench.data.augment import is_8bit_rgb, resolve_stats
+from rsbench.data.augment import call_generators, is_8bit_rgb, resolve_stats
 
-__all__ = ["EVAL_CROP_PCT", "IMAGENET_MEAN", "IMAGENET_STD", "ClsTransform", "build_cls_transforms"]
+__all__ = ["EVAL_CROP_PCT", "IMAGENET_MEAN", "IMAGENET_STD", "ClsTransform", "RandomErasing", "build_cls_transforms"]
 
 
 def _posterize_zero_bits_ok(img, bits_to_keep, **__):
@@ -52,32 +74,116 @@ _patch_timm_posterize()
 EVAL_CROP_PCT = 224 / 256
 
 
+class RandomErasing:
+    """MMPretrain ``RandomErasing(erase_prob, min_area_ratio=0.02, max_area_ratio=1/3, mode='rand',
+    fill_color=mean, fill_std=std)`` as the MTP classification configs set it: on the (H, W, C)
+    image in PIXEL space, before normalisation (MMPretrain erases the uint8 image; its data
+    preprocessor normalises afterwards). One try (no retries): aspect ratio log-uniform in
+    ``aspect_range`` (MMPretrain's default 3/10..10/3), area U(min, max) × H·W,
+    ``h = min(round(sqrt(area·ratio)), H)``, ``w = min(round(sqrt(area/ratio)), W)``, top/left
+    uniform in ``[0, H - h)`` / ``[0, W - w)`` (high exclusive, as ``np.random.randint``); each
+    erased pixel ~ N(fill_color, fill_std) per channel, truncated to an integer and clipped to
+    ``0..high`` (MMPretrain: ``clip(normal(...).astype(int32), 0, 255)``; ``quantize=False`` keeps
+    floats, for non-8-bit rasters). ``fill_color``/``fill_std`` are the normalisation's mean/std on
+    the pixel scale, in the image's channel order (the configs pass ``bgr_mean``/``bgr_std`` for
+    their BGR images: the same colours as RGB mean/std on RGB images).
+
+    timm's ``RandomErasing(mode='pixel')``, used before, filled N(0, 1) after normalisation,
+    neither clipped to the pixel range nor quantised, and retried up to 10 windows.
+    """
+
+    def __init__(self, prob: float, fill_color: Sequence[float], fill_std: Sequence[float], *,
+                 min_area_ratio: float = 0.02, max_area_ratio: float = 1 / 3,
+                 aspect_range: tuple[float, float] = (3 / 10, 10 / 3), high: float = 255.0,
+                 quantize: bool = True) -> None:
+        self.prob, self.min_area, self.max_area = float(prob), float(min_area_ratio), float(max_area_ratio)
+        self.log_aspect = np.log(np.asarray(aspect_range, dtype=np.float32))
+        self.fill_color, self.fill_std = np.asarray(fill_color, np.float64), np.asarray(fill_std, np.float64)
+        self.high, self.quantize = float(high), bool(quantize)
+
+    def window(self, h: int, w: int, rng: np.random.Generator) -> tuple[int, int, int, int] | None:
+        """(top, left, height, width) of one call, or None (not erased); MMPretrain's draw order."""
+        if rng.random() > self.prob:  # MMPretrain: np.random.rand() > erase_prob disables it
+            return None
+        aspect = float(np.exp(rng.uniform(*self.log_aspect)))
+        area = h * w * float(rng.uniform(self.min_area, self.max_area))
+        eh = min(int(np.round(np.sqrt(area * aspect))), h)
+        ew = min(int(np.round(np.sqrt(area / aspect))), w)
+        top = int(rng.integers(0, h - eh)) if h > eh else 0
+        left = int(rng.integers(0, w - ew)) if w > ew else 0
+        return top, left, eh, ew
+
+    def __call__(self, img: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        rng = rng if rng is not None else call_generators()[0]
+        box = self.window(img.shape[0], img.shape[1], rng)
+        if box is None:
+            return img
+        top, left, eh, ew = box
+        patch = rng.normal(self.fill_color, self.fill_std, (eh, ew, img.shape[2]))
+        if self.quantize:
+            patch = patch.astype(np.int32)
+        img = np.array(img, copy=True)
+        img[top:top + eh, left:left + ew] = np.clip(patch, 0, self.high).astype(img.dtype)
+        return img
+
+
+class _PixelErasing:
+    """A PIL image through :class:`RandomErasing` (8-bit RGB, between RandAugment and ToTensor)."""
+
+    def __init__(self, erasing: RandomErasing) -> None:
+        self.erasing = erasing
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        return Image.fromarray(self.erasing(np.asarray(img)))
+
+
+class _TensorErasing:
+    """A (C, H, W) float tensor on the ``x / scale_to_unit`` scale through :class:`RandomErasing`."""
+
+    def __init__(self, erasing: RandomErasing) -> None:
+        self.erasing = erasing
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.erasing(x.permute(1, 2, 0).numpy())
+        return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)))
+
+
 def _timm_pipeline(train: bool, img_size: int, mean: tuple[float, ...], std: tuple[float, ...],
                    randaugment: str | None, random_erasing: float, crop_pct: float) -> Callable:
-    """8-bit RGB: timm's ``create_transform`` (PIL in, normalised tensor out)."""
+    """8-bit RGB: timm's ``create_transform`` (PIL in, normalised tensor out), with MMPretrain's
+    pixel-space :class:`RandomErasing` between RandAugment and ToTensor/Normalize."""
     from timm.data import create_transform
 
-    return create_transform(
-        input_size=img_size, is_training=train, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
-        hflip=0.5, vflip=0.0, auto_augment=randaugment if train else None,
-        interpolation="bicubic", re_prob=random_erasing if train else 0.0, re_mode="pixel",
-        re_count=1, mean=mean, std=std, crop_pct=crop_pct,
+    if not train:
+        return create_transform(input_size=img_size, is_training=False, interpolation="bicubic",
+                                mean=mean, std=std, crop_pct=crop_pct)
+    geometric, colour, final = create_transform(
+        input_size=img_size, is_training=True, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+        hflip=0.5, vflip=0.0, auto_augment=randaugment, interpolation="bicubic", re_prob=0.0,
+        color_jitter=None,  # timm adds ColorJitter(0.4) when RandAugment is off; MMPretrain has none
+        mean=mean, std=std, separate=True,
     )
+    ops: list[Callable] = [geometric, colour]
+    if random_erasing:
+        ops.append(_PixelErasing(RandomErasing(random_erasing, [255 * m for m in mean], [255 * s for s in std])))
+    return T.Compose([*ops, final])
 
 
 def _tensor_pipeline(train: bool, img_size: int, mean: tuple[float, ...], std: tuple[float, ...],
                      scale_to_unit: float, random_erasing: float, crop_pct: float) -> Callable:
-    """Multispectral rasters: the geometric part with torchvision on ``x / scale_to_unit`` (no RandAugment)."""
+    """Multispectral rasters: the geometric part with torchvision on ``x / scale_to_unit`` (no
+    RandAugment); erasing before normalisation with N(mean, std) clipped to 0..1 (the unit scale
+    that ``scale_to_unit`` defines), not quantised."""
     bicubic = T.InterpolationMode.BICUBIC
     ops: list[Callable] = [T.Lambda(lambda x: x.to(torch.float32) / scale_to_unit)]
     if train:
         ops += [T.RandomResizedCrop(img_size, scale=(0.08, 1.0), interpolation=bicubic, antialias=True),
                 T.RandomHorizontalFlip(0.5)]
+        if random_erasing:
+            ops.append(_TensorErasing(RandomErasing(random_erasing, mean, std, high=1.0, quantize=False)))
     else:
         ops += [T.Resize(round(img_size / crop_pct), interpolation=bicubic, antialias=True), T.CenterCrop(img_size)]
     ops.append(T.Normalize(mean=list(mean), std=list(std)))
-    if train and random_erasing:
-        ops.append(T.RandomErasing(p=random_erasing, value="random"))
     return T.Compose(ops)
 
 

@@ -2,7 +2,9 @@
 
 The MTP model (Open-CD ``SiamEncoderDecoder`` + ``FeatureFusionNeck(abs_diff)`` + ``UNetHead``;
 docs/protocols.md §2.5 and §5, :mod:`rsbench.models.heads.unet_cd`). Logits are bilinearly resized
-to the label size for the loss and the prediction, as mmseg does; the loss is mmseg's
+to the label size for the loss (one step, mmseg ``loss_by_feat``) and, for the prediction, first to
+the input size and then to the label size (Open-CD's ``predict_by_feat`` + ``postprocess_result``;
+two steps differ from one only where the label is smaller than the input, OSCD); the loss is mmseg's
 ``CrossEntropyLoss`` with ``avg_non_ignore=False``: summed over labelled pixels and divided by all
 pixels of the batch (ignored pixels, e.g. rotation borders, count in the denominator).
 
@@ -33,6 +35,14 @@ from rsbench.models.heads.unet_cd import UNetHead, siamese_features
 from rsbench.tasks.base import BaseTask
 
 log = logging.getLogger(__name__)
+
+
+def _resize(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """mmseg ``resize`` (bilinear, ``align_corners=False``) to ``size``; a no-op at that size."""
+    size = tuple(int(v) for v in size)
+    if tuple(logits.shape[-2:]) == size:
+        return logits
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
 def cd_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -83,12 +93,18 @@ class ChangeDetectionTask(BaseTask):
         self._num_test = 0
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, size: Sequence[int] | None = None) -> torch.Tensor:
-        """Logits (B, 2, H, W) at ``size`` (default: the input size)."""
+        """Logits (B, 2, H, W) bilinearly resized from the head's output to ``size`` (default: the
+        input size). Training resizes them straight to the label size, as mmseg's
+        ``loss_by_feat`` does."""
         logits = self.head(siamese_features(self.backbone, x1, x2))
-        size = tuple(size) if size is not None else tuple(x1.shape[-2:])
-        if tuple(logits.shape[-2:]) != size:
-            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        return logits
+        return _resize(logits, size if size is not None else x1.shape[-2:])
+
+    def predict_logits(self, x1: torch.Tensor, x2: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+        """Test-time logits at the label ``size``, in Open-CD's two steps: the head's output to the
+        input size (``decode_head.predict_by_feat``, to ``img_shape``), then to the label size
+        (``postprocess_result``, to ``ori_shape``). The same as :meth:`forward` where the input and
+        the label have one size; OSCD (224² dates, 96² labels) goes 448 → 224 → 96."""
+        return _resize(self(x1, x2), size)
 
     def training_step(self, batch: dict[str, torch.Tensor], _: int) -> torch.Tensor:
         mask = batch["mask"]
@@ -99,7 +115,7 @@ class ChangeDetectionTask(BaseTask):
 
     def validation_step(self, batch: dict[str, torch.Tensor], _: int) -> None:
         mask = batch["mask"]
-        logits = self(batch["image1"], batch["image2"], size=mask.shape[-2:])
+        logits = self.predict_logits(batch["image1"], batch["image2"], mask.shape[-2:])
         self.val_metrics.update(logits.argmax(1), mask)
 
     def on_validation_epoch_end(self) -> None:
@@ -113,7 +129,7 @@ class ChangeDetectionTask(BaseTask):
 
     def test_step(self, batch: dict[str, torch.Tensor], _: int) -> dict[str, torch.Tensor]:
         mask = batch["mask"]
-        pred = self(batch["image1"], batch["image2"], size=mask.shape[-2:]).argmax(1)
+        pred = self.predict_logits(batch["image1"], batch["image2"], mask.shape[-2:]).argmax(1)
         self.test_metrics.update(pred, mask)
         self._num_test += len(mask)
         return {"prediction": pred}

@@ -1,0 +1,74 @@
+"""A killed run, relaunched with the same command, continues and ends as the run that was not killed."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY, run_rsbench
+
+pytestmark = pytest.mark.slow
+
+TESTS = str(Path(__file__).resolve().parent)
+RUN = ["dataset=eurosat", "backbone=resnet18", "dataset.sample=true", "+dataset.sample_kwargs.per_class=6",
+       *[a for a in TINY if not a.startswith("trainer.max_epochs")], "trainer.max_epochs=3",
+       "sched.warmup_epochs=1", "+callbacks.kill._target_=killer.KillAt", "+callbacks.kill.epoch=1",
+       "+callbacks.kill.batch=1"]
+ENV = {"PYTHONPATH": os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")])}
+KILL = {**ENV, "RSBENCH_TEST_KILL": "1"}
+RUN_DIR = "results/runs/cls/eurosat/resnet18/default-s0"
+
+
+def _record(tmp: Path) -> dict:
+    return json.loads((tmp / RUN_DIR / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory) -> dict:
+    """The record of the run that was not interrupted."""
+    tmp = tmp_path_factory.mktemp("whole")
+    run_rsbench(RUN, tmp, env=ENV)
+    return _record(tmp)
+
+
+@pytest.mark.parametrize("stage", ["train", "test"])
+def test_sigkill_then_relaunch_ends_as_the_uninterrupted_run(tmp_path, whole, stage):
+    args = RUN if stage == "train" else [*RUN, "+callbacks.kill.stage=test", "callbacks.kill.batch=0"]
+    proc = run_rsbench(args, tmp_path, check=False, env=KILL)
+    assert proc.returncode == -9 and _record(tmp_path)["status"] == "running"
+    ckpt = tmp_path / RUN_DIR / "checkpoints/last.ckpt"
+    assert torch.load(ckpt, weights_only=True)["epoch"] == (0 if stage == "train" else 2)
+    again = run_rsbench(args, tmp_path, env=ENV)
+    assert "resuming the unfinished run" in again.stdout + again.stderr
+    rec = _record(tmp_path)
+    assert rec["status"] == "ok" and rec["resumed_from"] == str(ckpt)
+    assert rec["metrics"]["confusion_matrix"] == whole["metrics"]["confusion_matrix"]
+    assert rec["metrics"]["OA"] == whole["metrics"]["OA"]
+    assert rec["epochs"] == whole["epochs"] == 3  # the record counts the whole run, not only the resumed part
+
+
+def test_sigterm_saves_records_interrupted_exits_143_and_resumes(tmp_path):
+    args = [*RUN, "+callbacks.kill.signame=SIGTERM"]
+    proc = run_rsbench(args, tmp_path, check=False, env=KILL)
+    rec = _record(tmp_path)
+    assert proc.returncode == 143, proc.stderr[-2000:]
+    assert rec["status"] == "interrupted" and "SIGTERM" in rec["error"]
+    ckpt = tmp_path / RUN_DIR / "checkpoints/last.ckpt"
+    state = torch.load(ckpt, weights_only=True, map_location="cpu")
+    assert state["epoch"] == 1 and state["global_step"] > 0  # saved at the signal, mid-epoch 1
+    run_rsbench(args, tmp_path, env=ENV)
+    rec = _record(tmp_path)
+    assert rec["status"] == "ok" and rec["epochs"] == 3 and rec["resumed_from"] == str(ckpt)
+
+
+def test_whole_state_kept_on_request_loads_with_weights_only(tmp_path):
+    """checkpoint.keep=last keeps the resumable state: plain types and tensors only (no OmegaConf, no pickles)."""
+    run_rsbench([*RUN[:-3], "trainer.max_epochs=1", "callbacks.checkpoint.keep=last"], tmp_path)
+    ckpts = tmp_path / RUN_DIR / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["last.ckpt"]
+    state = torch.load(ckpts / "last.ckpt", weights_only=True, map_location="cpu")
+    assert state["hyper_parameters"]["num_classes"] == 10 and "optimizer_states" in state and "loops" in state
