@@ -76,23 +76,51 @@ def test_loss_is_mmseg_mean_over_all_pixels():
     assert torch.allclose(cd_loss(logits, mask), per_pixel.sum() / mask.numel())
 
 
-def test_metrics_against_hand_counts():
-    target = torch.tensor([[0, 0, 1, 1, 1, 255], [0, 1, 0, 0, 1, 255]])
-    pred = torch.tensor([[0, 1, 1, 1, 0, 1], [0, 1, 1, 0, 0, 0]])
-    # labelled pixels: tp (1→1) = 3, fn (1→0) = 2, fp (0→1) = 2, tn (0→0) = 3
-    tp, fn, fp, tn = 3, 2, 2, 3
+def _cd_results(pairs):
     m = cd_metric_collection()
-    m.update(pred[:1], target[:1])
-    m.update(pred[1:], target[1:])
-    r = cd_results(m.compute(), ["unchanged", "changed"])
-    p, rc = tp / (tp + fp), tp / (tp + fn)
-    assert r["Precision"] == pytest.approx(100 * p)
-    assert r["Recall"] == pytest.approx(100 * rc)
-    assert r["F1"] == pytest.approx(100 * 2 * p * rc / (p + rc))
-    assert r["IoU"] == pytest.approx(100 * tp / (tp + fp + fn))
-    assert r["OA"] == pytest.approx(100 * (tp + tn) / 10)
-    f1_unchanged = 2 * tn / (2 * tn + fp + fn)
-    assert r["per_class"]["F1"]["unchanged"] == pytest.approx(100 * f1_unchanged)
-    assert r["mF1"] == pytest.approx((r["F1"] + 100 * f1_unchanged) / 2)
-    assert r["mIoU"] == pytest.approx(100 * (tp / (tp + fp + fn) + tn / (tn + fn + fp)) / 2)
-    assert r["confusion_matrix"] == [[tn, fp], [fn, tp]] and r["num_test_pixels"] == 10
+    for pred, target in pairs:
+        m.update(torch.tensor(pred), torch.tensor(target))
+    return cd_results(m.compute(), ["unchanged", "changed"])
+
+
+def test_metrics_against_hand_counts():
+    """An asymmetric confusion matrix (tp ≠ tn, fp ≠ fn) with ignored pixels, over two updates."""
+    target1 = [[0, 0, 1, 1, 255], [0, 1, 0, 0, 1]]
+    pred1 = [[0, 1, 1, 0, 1], [0, 1, 0, 0, 0]]
+    # by hand: (0,0) tn, (0,1) fp, (0,2) tp, (0,3) fn, (0,4) ignored; (1,0) tn, (1,1) tp, (1,2) tn,
+    # (1,3) tn, (1,4) fn  →  tn 4, fp 1, fn 2, tp 2
+    target2 = [[0, 0, 0, 1, 1, 1, 255, 255, 0]]
+    pred2 = [[0, 0, 1, 1, 1, 0, 1, 0, 0]]
+    # tn tn fp tp tp fn ign ign tn  →  tn 3, fp 1, fn 1, tp 2
+    # total: tn 7, fp 2, fn 3, tp 4; 16 labelled pixels, 3 ignored
+    r = _cd_results([(pred1, target1), (pred2, target2)])
+    assert r["confusion_matrix"] == [[7, 2], [3, 4]]  # rows = label (unchanged, changed), columns = prediction
+    assert r["num_test_pixels"] == 16
+    # class "changed" (the paper's F1): P = 4/6, R = 4/7, F1 = 8/13, IoU = 4/9
+    assert r["Precision"] == pytest.approx(100 * 4 / 6)
+    assert r["Recall"] == pytest.approx(100 * 4 / 7)
+    assert r["F1"] == pytest.approx(100 * 8 / 13)
+    assert r["IoU"] == pytest.approx(100 * 4 / 9)
+    assert r["OA"] == pytest.approx(100 * 11 / 16)
+    # class "unchanged": P = 7/10, R = 7/9, F1 = 14/19, IoU = 7/12
+    pc = r["per_class"]
+    assert pc["Precision"] == pytest.approx({"unchanged": 100 * 7 / 10, "changed": 100 * 4 / 6})
+    assert pc["Recall"] == pytest.approx({"unchanged": 100 * 7 / 9, "changed": 100 * 4 / 7})
+    assert pc["F1"] == pytest.approx({"unchanged": 100 * 14 / 19, "changed": 100 * 8 / 13})
+    assert pc["IoU"] == pytest.approx({"unchanged": 100 * 7 / 12, "changed": 100 * 4 / 9})
+    assert r["mPrecision"] == pytest.approx(100 * (7 / 10 + 4 / 6) / 2)
+    assert r["mRecall"] == pytest.approx(100 * (7 / 9 + 4 / 7) / 2)
+    assert r["mF1"] == pytest.approx(100 * (14 / 19 + 8 / 13) / 2)
+    assert r["mIoU"] == pytest.approx(100 * (7 / 12 + 4 / 9) / 2)
+
+
+def test_metrics_when_no_change_is_found():
+    """tp = 0: the numbers that do not depend on the 0/0 convention, by hand."""
+    target = [[0, 0, 0, 1, 1, 255]]
+    pred = [[0, 1, 0, 0, 0, 1]]  # tn 2, fp 1, fn 2, tp 0
+    r = _cd_results([(pred, target)])
+    assert r["confusion_matrix"] == [[2, 1], [2, 0]] and r["num_test_pixels"] == 5
+    assert r["Recall"] == 0.0 and r["IoU"] == 0.0 and r["Precision"] == 0.0
+    assert r["OA"] == pytest.approx(100 * 2 / 5)
+    assert r["per_class"]["F1"]["unchanged"] == pytest.approx(100 * 4 / 7)
+    assert r["per_class"]["IoU"]["unchanged"] == pytest.approx(100 * 2 / 5)

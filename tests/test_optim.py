@@ -1,4 +1,4 @@
-"""Layer-wise LR decay groups (the official ViT rule) and the warm-up/cosine schedule."""
+"""Layer-wise LR decay groups (the official ViT rule) and the schedule against MMEngine's formulas."""
 
 from __future__ import annotations
 
@@ -82,15 +82,25 @@ def test_every_parameter_in_exactly_one_group():
     assert sorted(ids) == sorted(id(p) for p in m.parameters())
 
 
-def test_warmup_then_cosine_per_epoch():
-    s = Schedule(total_steps=100, steps_per_epoch=10, name="cosine", warmup_steps=20,
-                 warmup_start_factor=1e-6, cosine_by_epoch=True)
-    assert s(0) == pytest.approx(1e-6)
-    assert s(10) == pytest.approx(1e-6 + (1 - 1e-6) * 0.5)
-    assert s(20) == pytest.approx(1.0)
-    assert s(25) == s(29)  # constant within an epoch
-    assert s(30) == pytest.approx(0.5 * (1 + math.cos(math.pi * 1 / 8)))
-    assert s(99) == pytest.approx(0.5 * (1 + math.cos(math.pi * 7 / 8)))
+@pytest.mark.parametrize("epochs,spe,warmup_epochs", [(10, 7, 2), (100, 254, 5), (6, 1, 5)])
+def test_per_epoch_schedule_equals_mmengine(epochs, spe, warmup_epochs):
+    """Against MMEngine's chained LinearLR(convert_to_iter_based) + epoch CosineAnnealingLR
+    (tests/test_fidelity_schedule.py::mmengine_lrs), at every iteration."""
+    from test_fidelity_schedule import mmengine_lrs
+
+    s = Schedule.from_config({"name": "cosine", "warmup_epochs": warmup_epochs, "warmup_start_factor": 1e-6,
+                              "cosine_by_epoch": True}, total_steps=epochs * spe, steps_per_epoch=spe)
+    ref = [lr for (lr,) in mmengine_lrs([1.0], iters_per_epoch=spe, epochs=epochs, warmup_epochs=warmup_epochs)]
+    assert [s(i) for i in range(epochs * spe)] == pytest.approx(ref, rel=1e-10, abs=1e-15)
+
+
+def test_warmup_reaches_the_full_rate_one_step_before_its_end():
+    """MMEngine LinearLR: total_iters = end - begin - 1; hand values for W = 5 from 0.2."""
+    s = Schedule(total_steps=10, steps_per_epoch=10, name="constant", warmup_steps=5, warmup_start_factor=0.2)
+    assert [s(i) for i in range(6)] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0, 1.0])
+    # epochs → iterations truncated as MMEngine's build_iter_from_epoch: int(end * epoch_length)
+    assert Schedule.from_config({"warmup_epochs": 2.5}, total_steps=30, steps_per_epoch=3).warmup_steps == 7
+    assert Schedule.from_config({"warmup_epochs": 5, "warmup_steps": 4}, total_steps=30, steps_per_epoch=3).warmup_steps == 4
 
 
 def test_cosine_per_iteration_and_multistep():
@@ -99,3 +109,25 @@ def test_cosine_per_iteration_and_multistep():
     assert s(1000) == pytest.approx(0.0)
     m = Schedule(total_steps=120, steps_per_epoch=10, name="multistep", milestones=[8, 11], gamma=0.1)
     assert m(79) == 1.0 and m(80) == pytest.approx(0.1) and m(115) == pytest.approx(0.01)
+
+
+def test_weight_decay_of_vit_rvsa_pyramid_with_upernet_follows_the_official_rule():
+    """Every parameter of a seg model (ViT-RVSA fpn pyramid + UperNet) by the official rule:
+    ``len(shape) == 1 or name.endswith('.bias') or 'pos_embed' in name`` → no decay."""
+    from rsbench.tasks.segmentation import SegmentationTask
+
+    task = SegmentationTask(
+        backbone={"name": "vitb_rvsa", "pretrained": None, "features": "pyramid",
+                  "kwargs": {"embed_dim": 32, "depth": 4, "num_heads": 2, "out_indices": [0, 1, 2, 3], "interval": 2}},
+        num_classes=3, optim={"lr": 1.0, "weight_decay": 0.05, "layer_decay": 0.9}, sched={}, img_size=112,
+        head={"channels": 16})
+    groups = param_groups(task.named_parameters(), backbone=task.backbone, backbone_prefix="backbone.",
+                          lr=1.0, weight_decay=0.05, layer_decay=0.9)
+    wd = {n: g["weight_decay"] for g in groups for n in g["param_names"]}
+    params = dict(task.named_parameters())
+    assert set(wd) == set(params)
+    for n, p in params.items():
+        official = 0.0 if (len(p.shape) == 1 or n.endswith(".bias") or "pos_embed" in n) else 0.05
+        assert wd[n] == official, n
+    bn = [n for n, m in task.named_modules() if isinstance(m, (nn.BatchNorm2d, nn.SyncBatchNorm, nn.LayerNorm))]
+    assert bn and all(wd[f"{m}.weight"] == 0.0 and wd[f"{m}.bias"] == 0.0 for m in bn)

@@ -169,8 +169,22 @@ def test_metrics_leave_absent_classes_out_of_the_mean():
     m = seg_metrics(cm)
     assert m["per_class"]["IoU"]["2"] is None and m["per_class"]["F1"]["2"] is None
     assert m["mIoU"] == pytest.approx(100 * (5 / 8 + 2 / 5) / 2)
-    zero_tp = seg_metrics(torch.tensor([[3, 1], [0, 0]]))
-    assert zero_tp["per_class"]["IoU"]["1"] == 0.0 and zero_tp["per_class"]["F1"]["1"] == 0.0
+
+
+def test_f1_of_a_class_with_no_true_positive_is_left_out_as_mmseg_does():
+    """mmseg IoUMetric: f_score(p, r) = 2pr / (p + r) is 0/0 = NaN when TP = 0, and mFscore is a nanmean."""
+    # class 1 predicted once, never right; absent from the ground truth (recall 0/0)
+    absent = seg_metrics(torch.tensor([[3, 1], [0, 0]]))
+    assert absent["per_class"]["IoU"]["1"] == 0.0 and absent["per_class"]["precision"]["1"] == 0.0
+    assert absent["per_class"]["recall"]["1"] is None and absent["per_class"]["F1"]["1"] is None
+    assert absent["mIoU"] == pytest.approx(100 * (3 / 4 + 0) / 2)
+    assert absent["mF1"] == pytest.approx(100 * 2 * 1 * (3 / 4) / (1 + 3 / 4))  # class 0 only: p 3/3, r 3/4
+    # class 1 in the ground truth twice, predicted once, never right: p = r = 0
+    missed = seg_metrics(torch.tensor([[3, 1], [2, 0]]))
+    assert missed["per_class"]["recall"]["1"] == 0.0 and missed["per_class"]["precision"]["1"] == 0.0
+    assert missed["per_class"]["F1"]["1"] is None and missed["mAcc"] == pytest.approx(100 * (3 / 4 + 0) / 2)
+    assert missed["mF1"] == pytest.approx(100 * 2 * (3 / 5) * (3 / 4) / (3 / 5 + 3 / 4))  # class 0: p 3/5, r 3/4
+    assert missed["OA"] == pytest.approx(100 * 3 / 6) and missed["mIoU"] == pytest.approx(100 * (3 / 6 + 0) / 2)
 
 
 # -- plots and palette ------------------------------------------------------------------------
@@ -215,12 +229,19 @@ def test_recipe_matches_the_paper(dataset, crop, stride):
     assert c["task"]["transforms"]["cat_max_ratio"] == 0.75 and c["task"]["transforms"]["ratio_range"] == [0.5, 2.0]
 
 
-def test_iteration_schedule_is_linear_warmup_then_cosine_per_iteration():
+def test_iteration_schedule_equals_mmengine_at_every_iteration():
+    """The seg recipe's schedule against MMEngine's chained LinearLR(end=1500) + CosineAnnealingLR
+    (begin=1500, T_max=78500), every one of the 80k iterations (tests/test_fidelity_schedule.py)."""
+    from test_fidelity_schedule import mmengine_lrs
+
     from rsbench.tasks.schedule import Schedule
 
-    s = Schedule(total_steps=80000, steps_per_epoch=315, warmup_steps=1500, warmup_start_factor=1e-6)
-    assert s(0) == pytest.approx(1e-6) and s(750) == pytest.approx(0.5, abs=1e-6)
-    assert s(1500) == pytest.approx(1.0) and s(1500 + 39250) == pytest.approx(0.5) and s(80000) == pytest.approx(0.0)
+    c = _compose(["dataset=loveda", "backbone=vitb_rvsa", "logger=none"])
+    s = Schedule.from_config(c["sched"], total_steps=c["trainer"]["max_steps"], steps_per_epoch=315)
+    ref = [lr for (lr,) in mmengine_lrs([1.0], iters_per_epoch=80000, max_iters=80000, warmup_iters=1500)]
+    got = [s(i) for i in range(80000)]
+    assert got == pytest.approx(ref, rel=1e-9, abs=1e-15)
+    assert s(1499) == pytest.approx(1.0) and s(749) == pytest.approx(1e-6 + (1 - 1e-6) * 749 / 1499)
 
 
 def test_submission_pngs_have_the_server_format(samples, tmp_path):

@@ -194,9 +194,13 @@ class RSDataModule(L.LightningDataModule):
             from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 
             sampler = UnrepeatedDistributedSampler(ds, num_replicas=world, rank=rank, shuffle=False)
+        # Epoch-based runs keep the last partial batch, as the official DefaultSampler does
+        # (EuroSAT 16,200 images at 64: 254 iterations per epoch). Iteration-based runs
+        # (max_epochs=-1: mmseg's InfiniteSampler, whose batches are always full) drop it.
+        iteration_based = getattr(self.trainer, "max_epochs", None) == -1
         return DataLoader(
             ds, batch_size=bs, shuffle=train and sampler is None, sampler=sampler,
-            drop_last=train and len(ds) > bs, num_workers=self.num_workers,
+            drop_last=train and iteration_based and len(ds) > bs, num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(), persistent_workers=self.num_workers > 0,
             collate_fn=self._collate(),
         )

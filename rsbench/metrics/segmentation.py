@@ -9,8 +9,11 @@ From it, per class ``c``:
 - precision = TP / (TP + FP)
 - F1 = 2 · precision · recall / (precision + recall)   (mmseg ``Fscore`` with beta 1)
 
-A class that never occurs in the ground truth or the prediction has an undefined IoU; like
-mmseg (``np.nanmean``) it is left out of the mean and reported as ``None``. All values are in %.
+Undefined values (0/0) are NaN as in mmseg, reported as ``None`` and left out of the means
+(mmseg's ``np.nanmean``): IoU of a class in neither the ground truth nor the prediction, recall
+of a class absent from the ground truth, precision of a class never predicted, and F1 of every
+class with TP = 0 (mmseg's ``f_score`` is then 0/0, so such a class does not lower ``mF1``).
+All values are in %.
 ``mIoU`` is the paper's segmentation number; ``OA`` is mmseg's ``aAcc`` (correct / labelled pixels).
 """
 
@@ -50,9 +53,7 @@ def seg_metrics(confmat: torch.Tensor, class_names: Sequence[str] | None = None)
     iou = _div(tp, gt + pred - tp) * 100
     recall = _div(tp, gt) * 100
     precision = _div(tp, pred) * 100
-    f1 = _div(2 * precision * recall, precision + recall)
-    # a class with TP = 0 but present in gt or pred has F1 0, not NaN
-    f1[torch.isnan(f1) & ((gt > 0) | (pred > 0))] = 0.0
+    f1 = _div(2 * precision * recall, precision + recall)  # NaN where p or r is NaN, or p = r = 0 (TP = 0)
     total = float(cm.sum())
     return {
         "mIoU": _nanmean(iou),

@@ -7,7 +7,7 @@ layer id: 0 for the embeddings, ``i + 1`` for block ``i``, and ``L - 1`` for eve
 decay; 2-D rel-pos tables do.
 
 A backbone takes part by exposing ``num_layer_ids`` (``L``) and ``layer_id(name)`` for its own
-parameter names, and may override the weight-decay rule with ``no_weight_decay(name, param)``.
+parameter names, and may override the weight-decay rule with ``no_weight_decay_param(name, param)``.
 A backbone without ``layer_id`` gets one uniform LR (scale 1) for all its parameters.
 Parameters outside the backbone always get id ``L - 1`` (scale 1), exactly as the official code.
 """

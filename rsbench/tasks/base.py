@@ -16,12 +16,14 @@ Hooks (override where the default does not fit; the datamodule and callbacks cal
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import lightning as L
 import torch
 
+from rsbench.errors import ConfigError
 from rsbench.models import build_backbone
 from rsbench.models.layer_decay import param_groups
 from rsbench.tasks.schedule import Schedule
@@ -75,27 +77,30 @@ class BaseTask(L.LightningModule):
 
     # -- optimisation ---------------------------------------------------------------------------
     def configure_optimizers(self):
-        o, s = self.optim_cfg, self.sched_cfg
+        """AdamW on the layer-decay groups with :class:`Schedule` stepped every optimiser step.
+
+        Steps per epoch are what the trainer will run: ``ceil(batches / accumulate)`` with the
+        last partial batch kept (the official ``DefaultSampler``; under DDP the batches of one
+        process, i.e. ``ceil(ceil(N / devices) / per-device batch)`` = ``ceil(N / total batch)``).
+        """
+        o = self.optim_cfg
         groups = param_groups(self.named_parameters(), backbone=self.backbone, backbone_prefix="backbone.",
                               lr=float(o["lr"]), weight_decay=float(o["weight_decay"]),
                               layer_decay=o.get("layer_decay"))
         opt = torch.optim.AdamW(groups, lr=float(o["lr"]), betas=tuple(o.get("betas", (0.9, 0.999))))
-        total = int(self.trainer.estimated_stepping_batches)
-        max_epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
-        spe = max(1, total // max_epochs) if self.trainer.max_steps in (-1, None) else max(1, self._steps_per_epoch())
-        warmup = s.get("warmup_steps")
-        if warmup is None:
-            warmup = int(round(float(s.get("warmup_epochs") or 0) * spe))
-        schedule = Schedule(
-            total_steps=total, steps_per_epoch=spe, name=s.get("name", "cosine"), warmup_steps=int(warmup),
-            warmup_start_factor=float(s.get("warmup_start_factor", 1e-6)),
-            cosine_by_epoch=bool(s.get("cosine_by_epoch", False)), milestones=list(s.get("milestones") or []),
-            gamma=float(s.get("gamma", 0.1)), min_lr_factor=float(s.get("min_lr_factor", 0.0)),
-        )
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise ConfigError("the schedule needs a finite run: set trainer.max_epochs or trainer.max_steps")
+        schedule = Schedule.from_config(self.sched_cfg, total_steps=int(total), steps_per_epoch=self._steps_per_epoch())
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def _steps_per_epoch(self) -> int:
-        dl = self.trainer.datamodule.train_dataloader() if self.trainer.datamodule else None
-        n = len(dl) if dl is not None else 1
-        return max(1, n // max(1, self.trainer.accumulate_grad_batches))
+        """Optimiser steps in one epoch of the trainer's own (possibly distributed) train loader."""
+        t = self.trainer
+        if t.train_dataloader is None:  # iteration-based runs (max_epochs=-1) have not loaded it yet
+            t.fit_loop.setup_data()
+        n = t.num_training_batches
+        if not math.isfinite(n) or n < 1:
+            return 1
+        return max(1, math.ceil(n / max(1, t.accumulate_grad_batches)))
