@@ -23,7 +23,9 @@ from rsbench.errors import DataError
 NAMES = DATASETS.names()
 CONFIGS = sorted(p.stem for p in (CONF_DIR / "dataset").glob("*.yaml") if not p.stem.startswith("_"))
 #: what a raw sample of each family holds (seg: a split without labels has no mask)
-KEYS = {"cls": ({"image", "label"},), "seg": ({"image", "mask"}, {"image"}), "cd": ({"image1", "image2", "mask"},)}
+KEYS = {"cls": ({"image", "label"},), "seg": ({"image", "mask"}, {"image"}), "cd": ({"image1", "image2", "mask"},),
+        "det": ({"image", "boxes", "labels"},), "rotdet": ({"image", "boxes", "polygons", "labels", "difficult"},)}
+BOX_DIM = {"det": 4, "rotdet": 5}  # xyxy | (cx, cy, w, h, angle)
 SAFE = re.compile(r'^[^<>:"/\\|?*\x00-\x1f]+$')
 
 
@@ -77,6 +79,10 @@ def test_sample_layout_reads_every_split(samples, name):
             assert img.ndim == 3 and img.dtype in (torch.uint8, torch.int32) and img.shape[0] > max(cls.rgb_bands)
         if "label" in s:
             assert s["label"].dtype == torch.long and 0 <= int(s["label"]) < len(cls.classes)
+        if "boxes" in s:
+            assert s["boxes"].dtype == torch.float32 and s["boxes"].ndim == 2 and s["boxes"].shape[1] == BOX_DIM[cls.task]
+            assert s["labels"].dtype == torch.long and s["labels"].shape == s["boxes"].shape[:1]
+            assert set(s["labels"].tolist()) <= set(range(len(cls.classes)))
         if "mask" in s:
             m = s["mask"]
             assert m.dtype == torch.long and m.shape == _images(s)[0].shape[1:]
@@ -104,6 +110,10 @@ def _normalised(sample: dict) -> dict:
 def _with_prediction(ds, sample: dict) -> dict:
     if ds.task == "cls":
         return {**sample, "prediction": (sample["label"] + 1) % len(ds.classes)}
+    if ds.task in BOX_DIM:
+        n = len(sample["boxes"])
+        return {**sample, "prediction": {"boxes": sample["boxes"] + 2, "labels": (sample["labels"] + 1) % len(ds.classes),
+                                         "scores": torch.linspace(0.1, 0.9, n)}}
     truth = sample.get("mask")
     pred = torch.zeros(_images(sample)[0].shape[1:], dtype=torch.long) if truth is None else truth.clone()
     pred[pred == IGNORE_INDEX] = 0
@@ -119,7 +129,7 @@ def test_plot_raw_normalised_and_with_prediction(samples, name):
     for split in dict.fromkeys((cls.splits[0], cls.splits[-1])):  # LoveDA: a labelled and the unlabelled split
         ds = _read(samples, name, split)
         raw = ds[0]
-        panels = {"cls": 1, "seg": 1 + ("mask" in raw), "cd": 3}[ds.task]
+        panels = {"cls": 1, "seg": 1 + ("mask" in raw), "cd": 3, "det": 1, "rotdet": 1}[ds.task]
         for sample, extra in ((raw, 0), (_normalised(raw), 0), (_with_prediction(ds, raw), int(ds.task != "cls"))):
             fig = ds.plot(sample, suptitle=ds.sample_name(0))
             assert isinstance(fig, Figure)
@@ -131,7 +141,10 @@ def test_plot_raw_normalised_and_with_prediction(samples, name):
                 assert f"label: {ds.classes[int(raw['label'])]}" in title and ("prediction: " in title) == ("prediction" in sample)
             else:
                 labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
-                assert set(ds.classes if ds.task == "seg" else ("unchanged", "changed")) <= set(labels)
+                if ds.task in BOX_DIM:  # the classes present (60 xView classes would not fit)
+                    assert {ds.classes[c] for c in raw["labels"].tolist()} <= set(labels)
+                else:
+                    assert set(ds.classes if ds.task == "seg" else ("unchanged", "changed")) <= set(labels)
             buf = io.BytesIO()
             fig.savefig(buf, format="png", dpi=40)
             assert buf.getvalue()[:4] == b"\x89PNG"
@@ -157,11 +170,11 @@ def test_config_composes_and_reads_its_sample(configs, samples, config):
     d, task = configs[config]
     cls = DATASETS.get(d["loader"])
     assert d["name"] == config and d["task"] == task == cls.task  # the task follows the dataset
-    assert d["num_classes"] == len(cls.classes)
     assert {s for s in d["splits"].values() if s} <= set(cls.splits)
     root = samples(d["loader"], **d["sample_kwargs"])
     kw = {**d["kwargs"], **({"tile_cache": None} if "tile_cache" in d["kwargs"] else {})}
     kw.update({k: v for k, v in cls.sample_loader_kwargs(root).items() if kw.get(k) is None})
     ds = build_dataset(d["loader"], root, d["splits"]["train"], **kw)
     assert _images(ds[0])[0].shape[0] == d["in_chans"]
+    assert d["num_classes"] == len(ds.classes)  # of the instance: DOTA's version picks 15 or 18
 

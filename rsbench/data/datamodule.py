@@ -1,9 +1,10 @@
 """One LightningDataModule for every dataset.
 
 It knows datasets only through the registry (:func:`build_dataset`) and the task only through
-two hooks of the LightningModule it serves: ``collate_fn`` (how samples become a batch; default
-``torch.utils.data.default_collate``) and nothing else. Batch sizes are given in total over all
-devices (the paper's convention). Building the raw datasets checks the layout and every split,
+one hook of the LightningModule it serves: ``collate_fn`` (how samples become a batch; default
+``torch.utils.data.default_collate``). A dataset may define ``training_view()``, the dataset as
+training reads it (detection: MMDetection's ``filter_empty_gt``); the other stages read it whole.
+Batch sizes are given in total over all devices (the paper's convention). Building the raw datasets checks the layout and every split,
 so :meth:`RSDataModule.check` is what the run calls before any model is built.
 """
 
@@ -126,6 +127,8 @@ class RSDataModule(L.LightningDataModule):
         tfs = self.transform_factory(mean=self.mean, std=self.std, **self.transform_kwargs) \
             if self.transform_factory else {}
         for stage, ds in self.raw.items():
+            if stage == "train" and hasattr(ds, "training_view"):
+                ds = ds.training_view()  # the dataset's own train-time filter (detection: images without objects)
             self.datasets[stage] = Transformed(ds, tfs.get("train" if stage == "train" else "eval"))
 
     def setup(self, stage: str | None = None) -> None:

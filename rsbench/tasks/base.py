@@ -35,11 +35,14 @@ class BaseTask(L.LightningModule):
     """Subclasses add heads, losses and metrics; they fill ``self.test_results`` in ``on_test_epoch_end``.
 
     ``backbone``: ``{name, pretrained (a file or None), features ("maps" | "pyramid"),
-    allow_missing, kwargs}`` — the arguments of :func:`rsbench.models.build_backbone`.
+    allow_missing, kwargs, task_kwargs}`` — the arguments of :func:`rsbench.models.build_backbone`
+    (``task_kwargs``: the backbone config's arguments for this task, e.g. the ViT's detection copy).
     """
 
     #: how samples become a batch; None is torch's default_collate
     collate_fn: Callable | None = None
+    #: where the backbone's parameters are named in this module (layer-wise LR decay reads below it)
+    backbone_prefix: str = "backbone."
 
     def __init__(self, *, backbone: Mapping[str, Any], optim: Mapping[str, Any], sched: Mapping[str, Any],
                  img_size: int, in_chans: int = 3, num_classes: int, class_names: Sequence[str] | None = None) -> None:
@@ -50,7 +53,7 @@ class BaseTask(L.LightningModule):
         self.backbone = build_backbone(
             bb["name"], img_size=img_size, in_chans=in_chans, pretrained=pretrained,
             features=bb.get("features", "maps"), allow_missing=bool(bb.get("allow_missing")),
-            **dict(bb.get("kwargs") or {}),
+            **dict(bb.get("kwargs") or {}), **dict(bb.get("task_kwargs") or {}),
         )
         if getattr(self.backbone, "load_report", None) is not None:
             log.info("pretrained weights: %s", self.backbone.load_report.summary())
@@ -66,6 +69,24 @@ class BaseTask(L.LightningModule):
         if isinstance(batch, Mapping):
             return len(next(iter(batch.values())))
         return len(batch)
+
+    def adopt_backbone(self, owner: torch.nn.Module, path: str) -> None:
+        """Store the backbone once, inside ``owner`` (a model that wraps it, e.g. a detector) at ``path``.
+
+        ``self.backbone`` stays a reference to it, no longer registered here, so every weight has
+        one key in the checkpoints and the layer-decay groups read its names under ``path``.
+        """
+        backbone = self._modules.pop("backbone")
+        if owner.get_submodule(path) is not backbone:
+            raise ConfigError(f"{type(owner).__name__}.{path} is not the task's backbone")
+        object.__setattr__(self, "backbone", backbone)
+        self.backbone_prefix = f"{self._owner_name(owner)}.{path}."
+
+    def _owner_name(self, owner: torch.nn.Module) -> str:
+        name = next((n for n, m in self.named_children() if m is owner), None)
+        if name is None:
+            raise ConfigError(f"{type(owner).__name__} is not a child of {type(self).__name__}: assign it first")
+        return name
 
     def write_prediction(self, prediction: torch.Tensor, name: str, out_dir: Path) -> None:
         raise NotImplementedError(f"{type(self).__name__} writes no server submission")
@@ -84,7 +105,7 @@ class BaseTask(L.LightningModule):
         process, i.e. ``ceil(ceil(N / devices) / per-device batch)`` = ``ceil(N / total batch)``).
         """
         o = self.optim_cfg
-        groups = param_groups(self.named_parameters(), backbone=self.backbone, backbone_prefix="backbone.",
+        groups = param_groups(self.named_parameters(), backbone=self.backbone, backbone_prefix=self.backbone_prefix,
                               lr=float(o["lr"]), weight_decay=float(o["weight_decay"]),
                               layer_decay=o.get("layer_decay"))
         opt = torch.optim.AdamW(groups, lr=float(o["lr"]), betas=tuple(o.get("betas", (0.9, 0.999))))

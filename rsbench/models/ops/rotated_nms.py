@@ -1,0 +1,122 @@
+"""Rotated non-maximum suppression on torchvision's rotated IoU kernel (no compiled extension).
+
+Boxes are ``(cx, cy, w, h, theta)``, theta in radians clockwise on screen (see ``rbox.py``). Semantics
+as mmcv's ``nms_rotated`` (what MMRotate's ``multiclass_nms_rotated`` / mmdet's ``batched_nms`` call):
+boxes visited in descending score; a box is suppressed when its IoU with a kept, higher-scored box is
+**greater than** ``iou_threshold`` (mmcv's CUDA kernel; its CPU kernel uses ``>=``, which differs only
+at exact equality). Equal scores keep the input order (stable sort); mmcv leaves ties to its sort.
+IoU is exact (polygon intersection); no w/h clamping (mmcv's NMS does none).
+
+Two paths, same answer (tests check both against a float64 shapely greedy reference):
+
+* ``"greedy"`` (CPU default): visit boxes by score; for each kept box, only the not yet suppressed,
+  lower-scored boxes whose enclosing horizontal boxes overlap its own get the exact rotated IoU.
+  ~0.16 s for N = 2000 on one CPU thread.
+* ``"dense"`` (CUDA default): the IoU matrix in row blocks on the device, thresholded and packed into
+  a bitmask (8 boxes per byte), then one sequential scan on the CPU, as torchvision's CUDA NMS does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .rbox import rbox_to_hbox, to_torchvision_rbox
+
+__all__ = ["batched_nms_rotated", "nms_rotated"]
+
+_BITS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
+
+
+def _greedy(tv: Tensor, hb: Tensor, thr: float) -> list[int]:
+    """Greedy NMS on score-sorted torchvision boxes ``tv`` with enclosing boxes ``hb``; sorted positions."""
+    n = tv.shape[0]
+    x1, y1, x2, y2 = hb.numpy().T  # the bookkeeping in NumPy: ~1 us per call instead of ~5 for torch
+    alive = np.ones(n, dtype=bool)
+    keep: list[int] = []
+    for i in range(n):
+        if not alive[i]:
+            continue
+        keep.append(i)
+        s = slice(i + 1, n)
+        cand = alive[s] & (x1[s] <= x2[i]) & (x2[s] >= x1[i]) & (y1[s] <= y2[i]) & (y2[s] >= y1[i])
+        idx = np.flatnonzero(cand) + (i + 1)
+        if idx.size:
+            iou = torch.ops.torchvision.box_iou_rotated(tv[i : i + 1], tv[torch.from_numpy(idx)])[0]
+            alive[idx[iou.numpy() > thr]] = False
+    return keep
+
+
+def _dense(tv: Tensor, thr: float, block: int = 4096) -> list[int]:
+    """Bitmask NMS on score-sorted torchvision boxes ``tv`` (any device); sorted positions."""
+    n = tv.shape[0]
+    pad = (-n) % 8
+    bits = _BITS.to(tv.device)
+    col = torch.arange(n, device=tv.device)
+    rows = []
+    for r in range(0, n, block):
+        over = torch.ops.torchvision.box_iou_rotated(tv[r : r + block], tv) > thr
+        over &= col[None, :] > col[r : r + block, None]  # only lower-scored boxes are suppressed
+        over = torch.nn.functional.pad(over, (0, pad))
+        rows.append((over.view(over.shape[0], -1, 8).to(torch.uint8) * bits).sum(-1, dtype=torch.uint8))
+    mask = torch.cat(rows).cpu().numpy()  # (n, ceil(n/8)) bit j of row i: i suppresses j
+    removed = np.zeros(mask.shape[1], dtype=np.uint8)
+    keep: list[int] = []
+    for i in range(n):
+        if not removed[i >> 3] & (128 >> (i & 7)):
+            keep.append(i)
+            removed |= mask[i]
+    return keep
+
+
+def nms_rotated(boxes: Tensor, scores: Tensor, iou_threshold: float, method: str = "auto") -> Tensor:
+    """Indices (int64, into ``boxes``) of the rotated boxes NMS keeps, by decreasing score.
+
+    ``boxes`` ``(N, 5)`` ``(cx, cy, w, h, theta)`` (pixels, radians clockwise on screen), ``scores``
+    ``(N,)``. A box is dropped when its IoU with a kept higher-scored box is ``> iou_threshold``.
+    ``method``: ``"greedy"`` (horizontal-box prefilter + exact IoU per kept box, CPU), ``"dense"``
+    (blocked IoU matrix + bitmask; used on CUDA) or ``"auto"`` (dense on CUDA, else greedy).
+    """
+    if boxes.ndim != 2 or boxes.shape[-1] != 5 or scores.shape != boxes.shape[:1]:
+        raise ValueError(f"boxes must be (N, 5) and scores (N,), got {tuple(boxes.shape)}, {tuple(scores.shape)}")
+    if method not in ("auto", "greedy", "dense"):
+        raise ValueError(f"method must be auto, greedy or dense, got {method!r}")
+    if boxes.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    order = torch.sort(scores.detach(), descending=True, stable=True).indices
+    sorted_boxes = boxes.detach()[order]
+    tv = to_torchvision_rbox(sorted_boxes).contiguous()
+    if method == "dense" or (method == "auto" and boxes.is_cuda):
+        keep = _dense(tv, float(iou_threshold))
+    else:
+        tv, hb = tv.cpu(), rbox_to_hbox(sorted_boxes).cpu()
+        keep = _greedy(tv, hb, float(iou_threshold))
+    return order[torch.tensor(keep, dtype=torch.long, device=order.device)]
+
+
+def batched_nms_rotated(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float,
+                        class_agnostic: bool = False, split_thr: int = 10000, method: str = "auto") -> Tensor:
+    """Class-aware rotated NMS, as mmdet's ``batched_nms`` with ``nms_rotated`` (MMRotate's RoI head).
+
+    Boxes of different ``idxs`` (class ids, ``(N,)`` integers) never suppress each other. Below
+    ``split_thr`` boxes, mmdet's offset trick: centres shifted by ``idx * (max(cx, cy) + max(w, h) + 1)``
+    (in the boxes' dtype, so float32 rounding of far-shifted centres is reproduced), one NMS; from
+    ``split_thr`` on, one NMS per class. Returns indices into ``boxes`` by decreasing score (stable).
+    """
+    if boxes.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    if class_agnostic:
+        return nms_rotated(boxes, scores, iou_threshold, method)
+    boxes = boxes.detach()
+    if boxes.shape[0] < split_thr:
+        max_coordinate = boxes[:, :2].max() + boxes[:, 2:4].max()
+        offsets = idxs.to(boxes) * (max_coordinate + 1)
+        shifted = torch.cat([boxes[:, :2] + offsets[:, None], boxes[:, 2:]], dim=1)
+        return nms_rotated(shifted, scores, iou_threshold, method)
+    kept = []
+    for c in torch.unique(idxs):
+        sel = (idxs == c).nonzero().squeeze(1)
+        kept.append(sel[nms_rotated(boxes[sel], scores[sel], iou_threshold, method)])
+    keep = torch.cat(kept).sort().values  # input order first, so equal scores stay in input order
+    return keep[torch.sort(scores[keep], descending=True, stable=True).indices]
