@@ -1,16 +1,31 @@
-"""One run: compose → validate → check data and weights → instantiate → fit → test → record.
+"""One run: compose → validate → (skip a finished run) → check data and weights → instantiate → fit → test → record.
 
 Everything a user can get wrong (task vs dataset, a missing dataset, a wrong layout, a missing
 checkpoint) is checked before a model is built; the error says what was expected where. Errors
 after training started leave a run record marked ``failed``. In a multirun sweep a failed run is
 recorded and reported, and the sweep goes on. Nothing here names a task or a dataset: the
 datamodule, the task, the callbacks and the trainer are whatever the composed config says.
+
+The config is validated before anything is built (:func:`validate`): positive integers where a count
+is needed, numbers where a rate is, no top-level or ``data.*`` key that nothing reads, Trainer
+arguments that exist; a problem is one line and exit 2. A sweep member that fails before its run
+starts (bad config, bad data) still gets a ``failed`` record and a leaderboard line. A job that does
+not run (finished, or refused because the folder holds another config's run) leaves that run's
+files as they were (Hydra's ``.hydra/*.yaml`` restored, ``run.log`` not appended to). The
+leaderboard is written after every run that wrote a record; its failure is a warning, never the
+run's.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
 import logging
+import numbers
+import sys
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rsbench.config import CONF_DIR
-from rsbench.errors import ConfigError, RsbenchError, RunInterrupted
+from rsbench.errors import ConfigError, RsbenchError, RunInterrupted, error_text, unwrap_worker_error
 
 log = logging.getLogger("rsbench")
 
@@ -26,45 +41,190 @@ log = logging.getLogger("rsbench")
 FAILURES: list[tuple[str, str]] = []
 
 
+@dataclass
+class _Job:
+    """What one Hydra job did to its run folder: whether it started a run there (``record.started_here``),
+    and what the folder held before (so a job that runs nothing leaves it as it was)."""
+
+    run_dir: Path
+    record: Any = None
+    occupied: bool = False  # the folder held a run (finished or resumable) when the job began
+    log_size: int | None = None  # run.log's size then (None: no run.log)
+    wrote: list[Path] = field(default_factory=list)
+
+    @classmethod
+    def begin(cls, run_dir: Path) -> _Job:
+        from rsbench.results import occupies, read_record
+
+        log_file = run_dir / "run.log"
+        return cls(run_dir, occupied=occupies(read_record(run_dir / "metrics.json")),
+                   log_size=log_file.stat().st_size if log_file.is_file() else None)
+
+    @property
+    def started(self) -> bool:
+        return bool(self.record is not None and self.record.started_here)
+
+    def leave_untouched(self) -> None:
+        """A job that started no run in a folder holding one: Hydra's files back, run.log as it was."""
+        if self.started or not self.occupied or not _is_rank_zero():
+            return
+        from rsbench.results import restore_hydra_files
+
+        try:
+            restore_hydra_files(self.run_dir)
+            _restore_run_log(self.run_dir / "run.log", self.log_size)
+        except OSError as e:
+            log.warning("could not restore the files of the run in %s: %s", self.run_dir, e)
+
+
+def _restore_run_log(path: Path, size: int | None) -> None:
+    """Detach the job's file handler of ``path`` (Hydra's job logging) and cut what this job appended."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.absolute():
+            root.removeHandler(h)
+            h.close()
+    if size is None:
+        path.unlink(missing_ok=True)
+    elif path.is_file() and path.stat().st_size > size:
+        with path.open("r+b") as f:
+            f.truncate(size)
+
+
 def run(cfg: DictConfig) -> dict[str, Any] | None:
     """The Hydra entry: a clear message and exit 2 for a user error; in a sweep, record and go on."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    one_console_line_each()
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    job = _Job.begin(Path(HydraConfig.get().runtime.output_dir))
     try:
-        return _run(cfg, Path(HydraConfig.get().runtime.output_dir))
+        return _run(cfg, job)
     except RunInterrupted as e:  # a sweep stops too: the scheduler wants the job gone
         log.error("\n%s: %s\n", _label(cfg), e)
         FAILURES.append((_label(cfg), str(e)))
         if multirun:
-            log.error("the sweep stops here; the members after this one did not run (rerunning the sweep "
-                      "skips the finished members and resumes this one)")
+            not_run = members_not_run()
+            log.error("the sweep stops here; %s (rerunning the sweep skips the finished members and resumes "
+                      "this one)", f"{len(not_run)} member(s) did not run:\n  - " + "\n  - ".join(not_run)
+                      if not_run else "the members after this one did not run")
         raise SystemExit(e.exit_code) from None
     except RsbenchError as e:
-        log.error("\nerror: %s\n", e)
-        FAILURES.append((_label(cfg), str(e)))
+        e = unwrap_worker_error(e)
+        log.error("\nerror: %s\n", error_text(e).split(": ", 1)[-1])
+        _failed(cfg, job, e, multirun)
         if not multirun:
             raise SystemExit(2) from None
-    except Exception as e:  # noqa: BLE001 — in a sweep one broken run must not stop the others
+    except Exception as e:  # in a sweep one broken run must not stop the others
         if not multirun:
             raise
         log.exception("run %s failed", _label(cfg))
-        FAILURES.append((_label(cfg), f"{type(e).__name__}: {e}"))
+        _failed(cfg, job, e, multirun)
+    finally:
+        job.leave_untouched()
     return None
 
 
-def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def _failed(cfg: DictConfig, job: _Job, e: BaseException, multirun: bool) -> None:
+    """List the failure for the summary; in a sweep, a record for a member that failed before its run
+    started; the leaderboard rewritten when this job wrote a record."""
+    from rsbench.results import write_failure_before_start
+
+    FAILURES.append((_label(cfg), error_text(e)))
+    if not _is_rank_zero():
+        return
+    wrote = job.started
+    if multirun and not job.started:
+        ident = job.record.identity if job.record is not None else _plain_identity(cfg)
+        try:
+            wrote = write_failure_before_start(job.run_dir, ident, e) is not None
+        except OSError as err:
+            log.warning("could not write the failure's record into %s: %s", job.run_dir, err)
+    if wrote:
+        _update_leaderboard(cfg)
+
+
+def _plain_identity(cfg: DictConfig) -> dict[str, Any]:
+    """The run's names for a record, read one by one (the config may not resolve as a whole)."""
+    def get(key: str) -> Any:
+        try:
+            v = OmegaConf.select(cfg, key, default=None)
+        except OmegaConfBaseException:
+            return None
+        return v if v is None or isinstance(v, (str, int, float, bool)) else str(v)
+
+    return {"task": get("task.name"), "dataset": get("dataset.name"), "backbone": get("backbone.name"),
+            "tag": get("tag"), "seed": get("seed"), "metric": get("task.metric")}
+
+
+def _update_leaderboard(c: DictConfig) -> Path | None:
+    """Rewrite the leaderboard; any failure of it is a warning (a run's status is its own)."""
+    from rsbench.leaderboard import write_leaderboard
+
+    try:
+        if not OmegaConf.select(c, "leaderboard", default=True):
+            return None
+        return write_leaderboard(OmegaConf.select(c, "paths.results_dir"), OmegaConf.select(c, "paths.runs_dir"))["md"]
+    except Exception as e:  # noqa: BLE001 — the leaderboard never changes the status of a run
+        log.warning("warning: the leaderboard was not updated: %s", error_text(e).split(": ", 1)[-1])
+        return None
+
+
+def one_console_line_each() -> None:
+    """Lightning's ``lightning`` logger has its own console handler ("INFO: ...", stderr) and also passes its
+    records on to the root logger, whose console handler (Hydra's job logging) prints them again: with a
+    root handler in place, Lightning's own is removed."""
+    import lightning  # noqa: F401 — its import adds the handler
+
+    if not logging.getLogger().handlers:
+        return
+    lg = logging.getLogger("lightning")
+    for h in list(lg.handlers):
+        if type(h) is logging.StreamHandler:
+            lg.removeHandler(h)
+
+
+def members_not_run(argv: list[str] | None = None, job_num: int | None = None) -> list[str]:
+    """The sweep members after this job (``hydra.job.num``), by the values their overrides sweep, from the
+    command line as Hydra's basic sweeper expands it; empty when that cannot be worked out."""
+    try:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra._internal.utils import get_args_parser
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        if job_num is None:
+            from hydra.core.hydra_config import HydraConfig
+
+            job_num = int(HydraConfig.get().job.num)
+        args = get_args_parser().parse_args(sys.argv[1:] if argv is None else argv)
+        parsed = OverridesParser.create().parse_overrides(args.overrides)
+        swept = {o.get_key_element() for o in parsed if o.is_sweep_override()}
+        jobs = BasicSweeper.split_arguments(parsed, None)[0]
+    except Exception:  # noqa: BLE001 — a summary line, never an error of its own
+        return []
+    return [" ".join(o for o in job if o.split("=", 1)[0] in swept) or " ".join(job) for job in jobs[job_num + 1:]]
+
+
+def _run(cfg: DictConfig, job: _Job) -> dict[str, Any]:
     from hydra.utils import instantiate
 
-    from rsbench.leaderboard import write_leaderboard
     from rsbench.models.weights import resolve_weights
     from rsbench.results import RunRecord
 
+    run_dir = job.run_dir
     validate(cfg)
     c = OmegaConf.create(_resolve(cfg))  # one resolved config from here on
     check_backbone(c.backbone.name)
-    record = RunRecord(run_dir, OmegaConf.to_container(c), identity(c), write=_is_rank_zero())
+    record = job.record = RunRecord(run_dir, OmegaConf.to_container(c), identity(c), write=_is_rank_zero())
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    action, prev = record.plan(checkpoint, force=bool(c.force))  # before the data checks: a finished run is skipped
+    if action == "skip":
+        log.info("already finished: %s (force=true reruns it)", record.metrics_path)
+        rec = {**prev, "skipped": True}
+        if record.write:
+            _print_summary(c, rec, record.metrics_path, None)
+        return rec
 
     # Checks before any model is built: the data (layout, splits, files) and the weights, all reported at once.
     dm = instantiate(c.datamodule)
@@ -88,6 +248,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=True)  # plain types and tensors only
             trainer.test(model, datamodule=dm, verbose=False)
         metrics = dict(model.test_results)
+        warnings = _missing_metric(c, metrics)
         if dm.has_split("predict") and "submission" in callbacks:
             trainer.predict(model, datamodule=dm, return_predictions=False)
             metrics["submission"] = callbacks["submission"].summary(model)
@@ -95,18 +256,31 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             if record.write and hasattr(callbacks.get("checkpoint"), "finalize") else None
         return metrics, {**_stats(callbacks), "checkpoint": str(kept) if kept else None, "precision": str(trainer.precision),
                          "accelerator": type(trainer.accelerator).__name__, "devices": trainer.num_devices,
-                         "world_size": trainer.world_size, "test_split": c.dataset.splits.get("test")}
+                         "world_size": trainer.world_size, "test_split": c.dataset.splits.get("test"),
+                         **({"warnings": warnings} if warnings else {})}
 
-    rec = record.execute(fit_and_test, checkpoint=run_dir / "checkpoints" / "last.ckpt", force=bool(c.force),
-                         progress=lambda: _stats(callbacks))
+    rec = record.execute(fit_and_test, checkpoint=checkpoint, force=bool(c.force), progress=lambda: _stats(callbacks))
     if rec.get("skipped"):
         log.info("already finished: %s (force=true reruns it)", record.metrics_path)
-    board = None
-    if record.write and c.leaderboard and not rec.get("skipped"):
-        board = write_leaderboard(c.paths.results_dir, c.paths.runs_dir)["md"]
+    board = _update_leaderboard(c) if record.write and not rec.get("skipped") else None
     if record.write:
-        _print_summary(c, rec, record.metrics_path, board)
+        try:
+            _print_summary(c, rec, record.metrics_path, board)
+        except Exception as e:  # noqa: BLE001 — the run is recorded; its summary is a courtesy
+            log.warning("warning: no summary: %s", error_text(e))
     return rec
+
+
+def _missing_metric(c: DictConfig, metrics: dict[str, Any]) -> list[str]:
+    """A warning (logged, and kept in the record) when the headline metric is None: e.g. mIoU on a test
+    split without a labelled pixel, F1 without a changed pixel."""
+    metric = c.task.metric
+    if metrics.get(metric) is not None:
+        return []
+    msg = (f"{metric} = None: the test split '{c.dataset.splits.get('test')}' gives no value (no labelled pixels, or "
+           f"no pixel of a class the metric needs); recorded as null, the leaderboard shows –")
+    log.warning("warning: %s", msg)
+    return [msg]
 
 
 @contextmanager
@@ -194,7 +368,10 @@ def datasets_by_task() -> dict[str, list[str]]:
 
 
 def validate(cfg: DictConfig) -> None:
+    """Refuse a config that would run other than it says, before anything is built (each a ConfigError)."""
     task, ds = cfg.task.name, cfg.dataset.name
+    check_keys(cfg)
+    check_values(cfg)
     if OmegaConf.select(cfg, "optim.lr", default=None) is None:
         raise ConfigError(f"no learning rate for task={task} with backbone={cfg.backbone.name}: set "
                           f"backbone.recipe.lr.{task}=... (conf/backbone/) or task.lr=... (conf/task/{task}.yaml)")
@@ -205,6 +382,140 @@ def validate(cfg: DictConfig) -> None:
             f"task={task} takes: {', '.join(by_task.get(task, [])) or '(none yet)'}; "
             f"or leave task= out and it follows the dataset."
         )
+    check_trainer_args(cfg)
+
+
+@functools.cache
+def known_keys() -> tuple[frozenset[str], frozenset[str]]:
+    """(top-level keys, ``data.*`` keys) of the composed config: conf/config.yaml's own keys and the config
+    groups of its defaults list. Nothing reads any other top-level or ``data`` key."""
+    primary = OmegaConf.load(CONF_DIR / "config.yaml")
+    groups = set()
+    for entry in primary.get("defaults") or []:
+        name = entry if isinstance(entry, str) else next(iter(entry), "")
+        name = name.removeprefix("optional ").removeprefix("override ").strip()
+        group = name.split("@")[-1].split("/")[0]
+        if not name.startswith("hydra") and name != "_self_":
+            groups |= _global_keys(group) if _global_group(group) else {group}
+    top = {k for k in primary if k != "defaults"} | groups | {"hydra"}
+    return frozenset(top), frozenset(primary.get("data") or {})
+
+
+def _global_group(group: str) -> bool:
+    """A config group whose files are ``# @package _global_`` (recipe, experiment): it adds no key of its name."""
+    files = sorted((CONF_DIR / group).glob("*.yaml"))
+    return bool(files) and all("@package _global_" in f.read_text().split("\n", 1)[0] for f in files)
+
+
+def _global_keys(group: str) -> set[str]:
+    """The top-level keys the files of a ``_global_`` group set (protocol/*.yaml sets ``protocol``)."""
+    return {k for f in (CONF_DIR / group).glob("*.yaml") for k in (OmegaConf.load(f) or {}) if k != "defaults"}
+
+
+#: where a key that does nothing has a real counterpart
+_INSTEAD = {"eval": "the split that is scored is dataset.splits.test=<split>",
+            "test_split": "the split that is scored is dataset.splits.test=<split>"}
+
+
+def check_keys(cfg: DictConfig) -> None:
+    """Refuse top-level and ``data.*`` keys that nothing reads (e.g. ``+eval.test_split=train``)."""
+    top, data = known_keys()
+    unknown = [k for k in cfg if k not in top]
+    node = cfg.get("data")
+    unknown += [f"data.{k}" for k in (node if isinstance(node, DictConfig) else []) if k not in data]
+    if not unknown:
+        return
+    hints = sorted({_INSTEAD[k.split(".")[-1]] for k in unknown if k.split(".")[-1] in _INSTEAD}
+                   | {_INSTEAD[k.split(".")[0]] for k in unknown if k.split(".")[0] in _INSTEAD})
+    where = sorted(top) if any("." not in k for k in unknown) else sorted(f"data.{k}" for k in data)
+    raise ConfigError(f"unknown config key(s) {', '.join(unknown)}{_from_overrides(unknown)}: nothing reads them, "
+                      f"so they would change nothing{' (' + '; '.join(hints) + ')' if hints else ''}. "
+                      f"Valid keys: {', '.join(where)}")
+
+
+def _from_overrides(keys: list[str]) -> str:
+    """`` (from +eval.test_split=train)``: the command-line overrides that added ``keys``."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        task = list(HydraConfig.get().overrides.task)
+    except Exception:  # noqa: BLE001 — no Hydra app (a test): no provenance
+        return ""
+    hits = [o for o in task if any(o.lstrip("+~").split("=", 1)[0] == k or o.lstrip("+~").startswith(f"{k}.")
+                                   for k in keys)]
+    return f" (from {' '.join(hits)})" if hits else ""
+
+
+_UNSET = object()
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+#: (key, test, what it must be, may be null)
+_VALUE_RULES: tuple[tuple[str, Any, str, bool], ...] = (
+    ("data.batch_size", lambda v: _is_int(v) and v > 0, "a positive integer", False),
+    ("data.eval_batch_size", lambda v: _is_int(v) and v > 0, "a positive integer or null", True),
+    ("data.num_workers", lambda v: _is_int(v) and v >= 0, "an integer ≥ 0", False),
+    ("data.img_size", lambda v: _is_int(v) and v > 0, "a positive integer", False),
+    ("seed", lambda v: _is_int(v) and 0 <= v < 2**32, "an integer in 0..4294967295", False),
+    ("trainer.max_steps", lambda v: _is_int(v) and (v > 0 or v == -1), "a positive integer or -1 (no step limit)", True),
+    ("trainer.check_val_every_n_epoch", lambda v: _is_int(v) and v > 0, "a positive integer or null", True),
+    ("trainer.log_every_n_steps", lambda v: _is_int(v) and v > 0, "a positive integer", True),
+    ("callbacks.checkpoint.every_n_epochs", lambda v: _is_int(v) and v > 0, "a positive integer or null", True),
+    ("callbacks.checkpoint.every_n_train_steps", lambda v: _is_int(v) and v > 0, "a positive integer or null", True),
+    ("callbacks.plots.num", lambda v: _is_int(v) and v >= 0, "an integer ≥ 0", True),
+    ("optim.lr", lambda v: _is_num(v) and v > 0, "a positive number", True),
+    ("optim.weight_decay", lambda v: _is_num(v) and v >= 0, "a number ≥ 0", True),
+    ("sched.warmup_epochs", lambda v: _is_num(v) and v >= 0, "a number ≥ 0", True),
+    ("sched.warmup_steps", lambda v: _is_int(v) and v >= 0, "an integer ≥ 0 or null", True),
+)
+
+
+def _value(cfg: DictConfig, key: str) -> Any:
+    try:
+        return OmegaConf.select(cfg, key, default=_UNSET)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{key} cannot be resolved: {e}") from e
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Counts are integers, rates numbers, in range; every problem named in one line."""
+    problems = []
+    for key, ok, what, nullable in _VALUE_RULES:
+        v = _value(cfg, key)
+        if v is _UNSET or (v is None and nullable):
+            continue
+        if not ok(v):
+            problems.append(f"{key} must be {what}, got {v!r}")
+    epochs, steps = _value(cfg, "trainer.max_epochs"), _value(cfg, "trainer.max_steps")
+    if epochs is not _UNSET:
+        by_steps = _is_int(steps) and steps > 0
+        if not ((_is_int(epochs) and epochs > 0) or (epochs in (None, -1) and not isinstance(epochs, bool) and by_steps)):
+            problems.append(f"trainer.max_epochs must be a positive integer, or -1 with trainer.max_steps > 0, "
+                            f"got {epochs!r}" + (f" (trainer.max_steps={steps!r})" if epochs in (None, -1) else ""))
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def check_trainer_args(cfg: DictConfig) -> None:
+    """Every ``trainer.*`` key is an argument of Lightning's Trainer (a typo is named, with the closest ones)."""
+    node = cfg.get("trainer")
+    if not isinstance(node, DictConfig) or node.get("_target_") not in ("lightning.pytorch.Trainer", "lightning.Trainer"):
+        return
+    from lightning.pytorch import Trainer
+
+    params = set(inspect.signature(Trainer.__init__).parameters) - {"self"}
+    unknown = [k for k in node if not str(k).startswith("_") and k not in params]
+    if unknown:
+        close = {k: difflib.get_close_matches(str(k), params, n=2) for k in unknown}
+        said = "; ".join(f"trainer.{k}" + (f" (did you mean {' or '.join(v)}?)" if v else "") for k, v in close.items())
+        raise ConfigError(f"not an argument of lightning.pytorch.Trainer: {said}")
 
 
 def check_backbone(name: str) -> None:

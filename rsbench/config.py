@@ -64,9 +64,16 @@ def _wandb_offline() -> bool:
     return not (netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore"))
 
 
+def _basename(path: str) -> str:
+    """``${rsbench_basename:${dataset.root}}``: the last component of a path (absolute, symlinks not followed),
+    e.g. ``tag=...`` for a sweep over data roots, quoted for Hydra's override grammar:
+    ``python -m rsbench -m dataset.root=/d/a,/d/b "tag='${rsbench_basename:${dataset.root}}'"``."""
+    return Path(os.path.abspath(os.path.expanduser(str(path)))).name
+
+
 def register_resolvers() -> None:
     resolvers = (("rsbench_precision", _precision), ("rsbench_wandb_offline", _wandb_offline),
-                 ("rsbench_cwd", os.getcwd))
+                 ("rsbench_cwd", os.getcwd), ("rsbench_basename", _basename))
     for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

@@ -12,21 +12,34 @@ whose protocol is the paper's for the dataset (the record's ``paper_protocol``, 
 config). A local number on a split the run trained on (LoveDA ``protocol=paper`` tests on Val,
 part of trainval) and a submission still waiting for its server score are listed apart, as are
 failed or unfinished runs; runs on generated sample data are kept out of the main table.
+
+No record can break it: a ``metrics.json`` that is not valid JSON, not an object, or whose fields
+have the wrong types (a non-numeric metric, a protocol that is not a mapping, ...) is listed under
+"Unreadable records" with its path and the reason, logged as a warning, and skipped. Every output
+is written through a temporary file of a unique name in the results folder (``os.replace``), so
+runs finishing at the same time never race; a folder that cannot be written is one
+:class:`~rsbench.errors.LeaderboardError` naming it.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import math
+import numbers
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from rsbench.config import package_path
+from rsbench.errors import LeaderboardError, first_line
 from rsbench.protocol import label, same, server_protocol
-from rsbench.results import atomic_write_text, read_record
+from rsbench.results import atomic_write_bytes, atomic_write_text, read_record
+
+log = logging.getLogger(__name__)
 
 #: The numbers the paper reports (task, dataset, metric, backbone, pretrain, value, source).
 PAPER_CSV = package_path("paper_results.csv")
@@ -36,16 +49,67 @@ KEYS = WHO + ["protocol", "precision", "split"]
 COLS = KEYS + ["metric", "mean", "std", "n_runs", "seeds", "paper", "paper_source", "diff", "paper_protocol",
                "scored_by_source", "train_time_h", "images_per_s", "epochs"]
 ASIDE = WHO + ["seed", "protocol", "metric", "value", "why", "run_dir", "sample_data"]
+UNREADABLE = ["path", "reason"]
+#: record fields and what they must be (None is always allowed)
+_SCALAR = (str, numbers.Number, bool)
+_FIELDS = {**{k: _SCALAR for k in WHO}, "seed": _SCALAR, "status": str, "metric": str, "precision": str,
+           "split_source": str, "run_dir": str, "error": str, "protocol": dict, "paper_protocol": dict,
+           "metrics": dict, "server_scores": dict}
+_NUMBERS = ("train_time_s", "train_images_per_s", "epochs")
 
 
 def collect(runs_dir: str | Path) -> list[dict[str, Any]]:
+    """Every record under ``runs_dir``; one that is malformed as ``status: unreadable`` with its path and reason."""
     recs = []
     for p in sorted(Path(runs_dir).glob("**/metrics.json")):
         r = read_record(p)
-        if r is not None:
-            r.setdefault("run_dir", str(p.parent))
-            recs.append(r)
+        if r is None:
+            continue
+        problem = malformed(r) if r.get("status") != "unreadable" else None
+        if problem:
+            r = {"status": "unreadable", "path": str(p), "reason": problem, "run_dir": str(p.parent)}
+        r.setdefault("run_dir", str(p.parent))
+        r.setdefault("path", str(p))
+        recs.append(r)
     return recs
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, numbers.Number) and not isinstance(v, bool)
+
+
+def malformed(r: dict[str, Any]) -> str | None:
+    """Why a record cannot be listed (a field of the wrong type, a missing key, a non-numeric metric), or None."""
+    if not isinstance(r.get("status"), str):
+        return "no 'status' (a string)" if "status" not in r else f"'status' is {r['status']!r}, not a string"
+    for key, kind in _FIELDS.items():
+        if r.get(key) is not None and not isinstance(r[key], kind):
+            return f"'{key}' is {type(r[key]).__name__} {_short(r[key])}, not a {_kind(kind)}"
+    for key in _NUMBERS:
+        if r.get(key) is not None and not _is_number(r[key]):
+            return f"'{key}' is {_short(r[key])}, not a number"
+    if r["status"] != "ok":
+        return None
+    if not r.get("metric"):
+        return "a finished record ('status': 'ok') without 'metric'"
+    if "metrics" not in r:
+        return "a finished record ('status': 'ok') without 'metrics'"
+    value = r["metrics"].get(r["metric"])
+    if value is not None and not _is_number(value):
+        return f"metrics.{r['metric']} is {_short(value)}, not a number"
+    score = (r.get("server_scores") or {}).get(r["metric"])
+    if score is not None and not (isinstance(score, dict) and (score.get("value") is None or _is_number(score["value"]))):
+        return f"server_scores.{r['metric']} is {_short(score)}, not {{'value': <number>, ...}}"
+    return None
+
+
+def _short(v: Any, n: int = 60) -> str:
+    text = repr(v)
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _kind(kind: Any) -> str:
+    return "number or string" if kind is _SCALAR else {dict: "mapping", str: "string"}.get(kind, str(kind))
 
 
 def load_paper(path: str | Path = PAPER_CSV) -> pd.DataFrame:
@@ -82,18 +146,34 @@ def entries(r: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any] | N
     return out, ({**local, "why": "; ".join(notes)} if notes else None)
 
 
+def unreadable_records(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """(path, reason) of every record :func:`collect` could not read."""
+    rows = [{"path": r.get("path") or str(Path(r.get("run_dir") or ".") / "metrics.json"),
+             "reason": r.get("reason") or r.get("error") or "unreadable"} for r in records
+            if r.get("status") == "unreadable"]
+    return pd.DataFrame(rows, columns=UNREADABLE)
+
+
 def aggregate(records: list[dict[str, Any]], paper: pd.DataFrame
               ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(main table, sample-data table, failed/incomplete runs, finished runs that give no row)."""
+    """(main table, sample-data table, failed/incomplete runs, finished runs that give no row); unreadable
+    records are left out (:func:`unreadable_records` lists them)."""
     ok, bad, aside = [], [], []
     for r in records:
+        if r.get("status") == "unreadable":
+            continue
         if r.get("status") == "ok":
-            rows, away = entries(r)
+            try:
+                rows, away = entries(r)
+            except Exception as e:  # noqa: BLE001 — malformed in a way malformed() does not know: listed, never fatal
+                r.update(status="unreadable", reason=f"{type(e).__name__}: {e}")
+                continue
             ok += rows
             aside += [away] if away else []
         else:
+            error = first_line(r.get("error"))
             bad.append({**{k: r.get(k) for k in WHO}, "seed": r.get("seed"), "status": r.get("status"),
-                        "error": (r.get("error") or "")[:200], "run_dir": r.get("run_dir")})
+                        "error": error if len(error) <= 300 else error[:299] + "…", "run_dir": r.get("run_dir")})
     tables = []
     df = pd.DataFrame(ok)
     for sample in (False, True):
@@ -186,8 +266,12 @@ def _aside_table(aside: pd.DataFrame, level: str = "##") -> list[str]:
     return lines
 
 
+def _cell(v: Any) -> str:
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
 def render_markdown(main: pd.DataFrame, sample: pd.DataFrame, bad: pd.DataFrame,
-                    aside: pd.DataFrame | None = None) -> str:
+                    aside: pd.DataFrame | None = None, unread: pd.DataFrame | None = None) -> str:
     out = ["# rsbench leaderboard", "",
            ("Generated by `python -m rsbench.leaderboard` from the run records under `results/runs/`; "
             "paper values from `rsbench/paper_results.csv`. Mean ± sample std over seeds; Δ = mean − paper, "
@@ -210,8 +294,12 @@ def render_markdown(main: pd.DataFrame, sample: pd.DataFrame, bad: pd.DataFrame,
         out += ["", "## Failed or unfinished runs", "", "| task | dataset | backbone | tag | seed | status | error | run folder |",
                 "|---|---|---|---|---|---|---|---|"]
         for _, r in bad.iterrows():
-            err = str(r["error"]).replace("|", "\\|").replace("\n", " ")
-            out.append(f"| {r['task']} | {r['dataset']} | {r['backbone']} | {r['tag']} | {r['seed']} | {r['status']} | {err} | `{r['run_dir']}` |")
+            out.append(f"| {r['task']} | {r['dataset']} | {r['backbone']} | {r['tag']} | {r['seed']} | {r['status']} | "
+                       f"{_cell(r['error'])} | `{r['run_dir']}` |")
+    if unread is not None and len(unread):
+        out += ["", "## Unreadable records", "", "Skipped: fix or delete the file (a rerun of the run rewrites it).", "",
+                "| record | reason |", "|---|---|"]
+        out += [f"| `{_cell(r['path'])}` | {_cell(r['reason'])} |" for _, r in unread.iterrows()]
     return "\n".join(out) + "\n"
 
 
@@ -220,38 +308,49 @@ def plot_vs_paper(main: pd.DataFrame, path: Path) -> Path | None:
     rows = main[main["paper"].notna()] if len(main) else main
     if not len(rows):
         return None
-    import matplotlib
+    import io
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     labels = [f"{r.task}/{r.dataset}/{r.backbone} ({r.tag}, {r.precision})" for r in rows.itertuples()]
-    fig, ax = plt.subplots(figsize=(8, 0.4 * len(rows) + 1.2))
+    fig = Figure(figsize=(8, 0.4 * len(rows) + 1.2))  # no pyplot: no global state shared between writers
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     ax.barh(labels, rows["diff"], xerr=rows["std"].fillna(0), color=["tab:green" if d >= 0 else "tab:red" for d in rows["diff"]])
     ax.axvline(0, color="k", lw=0.8)
     ax.set_xlabel("rsbench − paper (metric points; error bar: std over seeds)")
     ax.invert_yaxis()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 
 def write_leaderboard(results_dir: str | Path, runs_dir: str | Path | None = None,
                       paper_csv: str | Path = PAPER_CSV) -> dict[str, Path]:
+    """Write ``leaderboard.{csv,md,png}`` into ``results_dir``; a :class:`LeaderboardError` when it cannot be written."""
     results_dir = Path(results_dir)
     runs_dir = Path(runs_dir) if runs_dir else results_dir / "runs"
-    main, sample, bad, aside = aggregate(collect(runs_dir), load_paper(paper_csv))
+    records = collect(runs_dir)
+    main, sample, bad, aside = aggregate(records, load_paper(paper_csv))
+    unread = unreadable_records(records)
+    for r in unread.itertuples():
+        log.warning("leaderboard: skipped the unreadable record %s: %s", r.path, r.reason)
     csv_path, md_path = results_dir / "leaderboard.csv", results_dir / "leaderboard.md"
     main_csv = pd.concat([main.assign(data="real"), sample.assign(data="sample")], ignore_index=True) if len(sample) else main.assign(data="real")
-    atomic_write_text(csv_path, main_csv.to_csv(index=False))
-    md = render_markdown(main, sample, bad, aside)
-    png = plot_vs_paper(main, results_dir / "leaderboard.png")
-    if png is not None:
-        md = md.replace("\n\n", "\n\n![rsbench − paper](leaderboard.png)\n\n", 1)
-    atomic_write_text(md_path, md)
+    md = render_markdown(main, sample, bad, aside, unread)
+    try:
+        atomic_write_text(csv_path, main_csv.to_csv(index=False))
+        png = plot_vs_paper(main, results_dir / "leaderboard.png")
+        if png is not None:
+            md = md.replace("\n\n", "\n\n![rsbench − paper](leaderboard.png)\n\n", 1)
+        atomic_write_text(md_path, md)
+    except OSError as e:
+        raise LeaderboardError(f"cannot write the leaderboard into {results_dir}: {e.strerror or e} "
+                               f"({e.filename or results_dir}); make the folder writable or set paths.results_dir=... "
+                               "(env RSBENCH_RESULTS), then rerun python -m rsbench.leaderboard") from e
     out = {"csv": csv_path, "md": md_path}
     if png is not None:
         out["png"] = png
@@ -265,7 +364,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs-dir", default=None, help="default: <results-dir>/runs")
     p.add_argument("--paper", default=str(PAPER_CSV))
     a = p.parse_args(argv)
-    out = write_leaderboard(a.results_dir, a.runs_dir, a.paper)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        out = write_leaderboard(a.results_dir, a.runs_dir, a.paper)
+    except LeaderboardError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(f"leaderboard: {out['md']}\n             {out['csv']}")
 
 

@@ -21,7 +21,7 @@ SPLIT_SIZES = {
     "levir": ({"tile": 64}, {"train": 16, "val": 8, "test": 8}),        # 128² images → 4 tiles each
     "oscd": ({"tile": 96}, {"train": 12, "test": 8}),                    # 100×120 cities → 2×2 tiles (edge shifted back)
     "gvlm": ({"tile": 32}, {"train": 92, "val": 31, "test": 30}),        # 17 sites × 9 tiles, seeded 60/20/20
-    "egybcd": ({}, {"train": 7, "val": 1, "test": 2}),                   # seeded 70/10/20 of 10 pairs
+    "egybcd": ({}, {"train": 8, "val": 1, "test": 3}),                   # seeded 70/10/20 of 12 pairs (train even: no batch of one)
 }
 
 

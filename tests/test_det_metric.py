@@ -165,3 +165,50 @@ def test_reset_and_bad_backend():
     assert m.compute() == first
     with pytest.raises(ConfigError):
         DetectionMAP(backend="coco")
+
+
+def _ddp_worker(rank: int, world: int, port: int, scenes, out) -> None:
+    import torch.distributed as dist
+
+    from rsbench.metrics.detection import DetectionMAP
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        m = DetectionMAP()
+        mine = scenes[: 3] if rank == 0 else scenes[3:]  # 3 and 2 images: unequal, as rsbench's eval sampler
+        for preds, target in mine:
+            m.update([preds], [target])
+        res = m.compute()
+        if rank == 0:
+            out.put(res["map_50_raw"])
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_ranks_with_different_image_counts():
+    """Two gloo processes holding 3 and 2 images give the single-process result."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from rsbench.metrics.detection import DetectionMAP
+
+    g = torch.Generator().manual_seed(3)
+    scenes = []
+    for _ in range(5):
+        xy = torch.rand(4, 2, generator=g) * 60
+        gt = torch.cat([xy, xy + 10 + torch.rand(4, 2, generator=g) * 20], 1)
+        det = gt + torch.randn(4, 4, generator=g) * 3
+        scenes.append(({"boxes": det, "scores": torch.rand(4, generator=g), "labels": torch.tensor([0, 1, 1, 2])},
+                       {"boxes": gt, "labels": torch.tensor([0, 1, 2, 2])}))
+    single = DetectionMAP()
+    for p, t in scenes:
+        single.update([p], [t])
+    expected = single.compute()["map_50_raw"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    mp.start_processes(_ddp_worker, args=(2, port, scenes, out), nprocs=2, join=True, start_method="spawn")
+    assert out.get(timeout=30) == pytest.approx(expected, abs=1e-12)

@@ -234,3 +234,107 @@ def test_server_score_checks_value_run_id_and_replacement(tmp_path, capsys):
     scores_main([*base, "paper-s1", "--value", "51", "--source", "s"])
     df = pd.read_csv(tmp_path / "leaderboard.csv")
     assert df.iloc[0]["n_runs"] == 2 and df.iloc[0]["mean"] == pytest.approx(52.0)  # 53 and 51
+
+
+# -- no record can break it ---------------------------------------------------------------------------------
+
+def _bad(runs, name: str, text: str):
+    d = runs / "cls" / "eurosat" / "vitb_rvsa" / name
+    d.mkdir(parents=True)
+    (d / "metrics.json").write_text(text)
+    return d / "metrics.json"
+
+
+def test_malformed_records_are_listed_as_unreadable_and_skipped(tmp_path, caplog):
+    runs = tmp_path / "runs"
+    _rec(runs, "cls", "eurosat", "vitb_rvsa", 0, 98.0)
+    ok = json.loads((runs / "cls/eurosat/vitb_rvsa/default-s0/metrics.json").read_text())
+    bad = {
+        _bad(runs, "list-s0", "[1, 2, 3]"): "holds a JSON list, not an object",
+        _bad(runs, "nan-s0", json.dumps({**ok, "metrics": {"OA": "98.1%"}})): "metrics.OA is '98.1%', not a number",
+        _bad(runs, "half-s0", '{"status": "ok", "task": "cls"'): "not valid JSON",
+        _bad(runs, "nokey-s0", json.dumps({k: v for k, v in ok.items() if k != "metric"})): "without 'metric'",
+        _bad(runs, "nostatus-s0", json.dumps({"task": "cls"})): "no 'status'",
+        _bad(runs, "proto-s0", json.dumps({**ok, "protocol": "train/val"})): "'protocol' is str",
+        _bad(runs, "tag-s0", json.dumps({**ok, "tag": ["a"]})): "'tag' is list",
+        _bad(runs, "time-s0", json.dumps({**ok, "train_time_s": "1h"})): "'train_time_s' is '1h', not a number",
+    }
+    with caplog.at_level("WARNING", logger="rsbench.leaderboard"):
+        df, md = _board(tmp_path, runs)
+    assert len(df) == 1 and df.iloc[0]["mean"] == 98.0 and df.iloc[0]["n_runs"] == 1  # the good run, alone
+    unread = md.split("## Unreadable records")[1]
+    for path, reason in bad.items():
+        line = _line(unread, f"`{path}`")
+        assert reason in line, (reason, line)
+        assert any(str(path) in m and reason in m for m in caplog.messages), reason
+    assert "## Failed or unfinished runs" not in md
+
+
+def _write_many(results: str, runs: str, paper: str, n: int) -> None:
+    for _ in range(n):
+        write_leaderboard(results, runs, paper)
+
+
+def test_concurrent_writers_never_race(tmp_path):
+    """Runs finishing together each rewrite csv, md and png: unique temporary files, whole outputs, none left over."""
+    import multiprocessing as mp
+
+    runs = tmp_path / "runs"
+    for seed, v in enumerate([98.0, 99.0]):
+        _rec(runs, "cls", "eurosat", "vitb_rvsa", seed, v)  # a paper value: the png is drawn
+    paper = tmp_path / "paper.csv"
+    paper.write_text(PAPER_CSV)
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_write_many, args=(str(tmp_path), str(runs), str(paper), 4)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0] * 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["leaderboard.csv", "leaderboard.md", "leaderboard.png",
+                                                          "paper.csv", "runs"]
+    assert (tmp_path / "leaderboard.png").read_bytes()[:4] == b"\x89PNG"
+    assert pd.read_csv(tmp_path / "leaderboard.csv").iloc[0]["n_runs"] == 2
+
+
+def test_unwritable_results_folder_is_one_clear_error(tmp_path, capsys):
+    from rsbench.errors import LeaderboardError, RsbenchError
+    from rsbench.leaderboard import main
+
+    runs = tmp_path / "runs"
+    _rec(runs, "cls", "eurosat", "vitb_rvsa", 0, 98.0)
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the results folder should be")
+    with pytest.raises(LeaderboardError) as e:
+        write_leaderboard(blocked / "results", runs)
+    assert isinstance(e.value, RsbenchError) and "cannot write the leaderboard into" in str(e.value)
+    assert str(blocked / "results") in str(e.value)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--results-dir", str(blocked / "results"), "--runs-dir", str(runs)])
+    assert exit_.value.code == 2 and "error: cannot write the leaderboard" in capsys.readouterr().err
+
+
+def test_the_leaderboards_failure_never_changes_a_runs_status(tmp_path, monkeypatch, caplog):
+    """app's leaderboard step: any error of it is a warning, the run's record and exit stay those of the run."""
+    from omegaconf import OmegaConf
+
+    import rsbench.leaderboard as lb
+    from rsbench.app import _update_leaderboard
+
+    def broken(*a, **k):
+        raise TypeError("unhashable type: 'list'")
+
+    monkeypatch.setattr(lb, "write_leaderboard", broken)
+    c = OmegaConf.create({"leaderboard": True, "paths": {"results_dir": str(tmp_path), "runs_dir": str(tmp_path)}})
+    with caplog.at_level("WARNING", logger="rsbench"):
+        assert _update_leaderboard(c) is None
+    assert "the leaderboard was not updated: unhashable type" in caplog.text
+
+
+def test_failed_runs_show_the_errors_first_line(tmp_path):
+    runs = tmp_path / "runs"
+    d = _rec(runs, "cls", "resisc45", "vitb_rvsa", 0, status="failed")
+    rec = json.loads((d / "metrics.json").read_text())
+    atomic_write_json(d / "metrics.json", {**rec, "error": "DataError: /d/x.jpg: truncated\n(2) /d/y.jpg: missing"})
+    _, md = _board(tmp_path, runs)
+    assert "| failed | DataError: /d/x.jpg: truncated | " in md and "y.jpg" not in md

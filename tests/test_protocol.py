@@ -25,11 +25,14 @@ SPLIT_SOURCE = {"eurosat": "rsbench seeded", "eurosat_ms": "rsbench seeded", "re
                 "spacenet1": "rsbench seeded", "gvlm": "rsbench seeded", "egybcd": "rsbench seeded",
                 "whu": "copy's split (not MTP's)", "oscd": "official cities, rsbench patching",
                 "oscd13": "official cities, rsbench patching", "loveda": "official", "levir": "official",
-                "cdd": "official", "clcd": "official"}
+                "cdd": "official", "clcd": "official", "dior": "official", "xview": "rsbench seeded",
+                "dior_r": "official", "dota10": "official", "dota20": "official", "fair1m": "official"}
 #: the paper's protocol per dataset, from ../shared/reference/mtp_recipes.md §1/§2 (the official configs)
 PAPER = {"eurosat": ("train", "val", "local"), "resisc45": ("train", "test", "local"),
          "spacenet1": ("train", "val", "local"), "loveda": ("trainval", "test", "server"),
-         **{d: ("train", "test", "local") for d in ("levir", "cdd", "whu", "oscd")}}
+         **{d: ("train", "test", "local") for d in ("levir", "cdd", "whu", "oscd")},
+         "dior": ("trainval", "test", "local"), "xview": ("train", "test", "local"), "dior_r": ("trainval", "test", "local"),
+         **{d: ("trainval", "test", "server") for d in ("dota10", "dota20", "fair1m")}}
 
 
 def _identity(overrides: list[str]) -> dict:

@@ -26,6 +26,8 @@ from rsbench.errors import ConfigError
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10).tolist()
 REC_THRESHOLDS = np.linspace(0.0, 1.0, 101).tolist()
 MAX_DETS = [100, 300, 1000]
+PER_IMAGE_STATES = ("detection_box", "detection_scores", "detection_labels", "groundtruth_box", "groundtruth_labels",
+                    "groundtruth_crowds", "groundtruth_area")  # torchmetrics' list states of iou_type="bbox"
 AREAS = {"": 0, "_small": 1, "_medium": 2, "_large": 3}  # COCOeval's areaRng order: all, small, medium, large
 
 
@@ -63,7 +65,8 @@ class DetectionMAP(MeanAveragePrecision):
     torchmetrics numbers ids from 1 and rsbench follows it: negligible on the real test sets,
     large on toy data.
 
-    DDP: the states are torchmetrics' own (this class *is* the inner metric), gathered on compute.
+    DDP: the states are torchmetrics' own (this class *is* the inner metric), gathered on compute as
+    objects (:meth:`_sync_dist`), so the ranks may hold different numbers of images.
     ``backend`` is ``"faster_coco_eval"`` (same numbers, ~3× faster on DIOR-test) or ``"pycocotools"``.
     """
 
@@ -84,6 +87,21 @@ class DetectionMAP(MeanAveragePrecision):
             **kwargs,
         )
         self.class_names = list(class_names) if class_names is not None else None
+
+    def _sync_dist(self, dist_sync_fn: Any = None, process_group: Any = None) -> None:
+        """Gather every per-image state rank by rank with ``all_gather_object``.
+
+        torchmetrics gathers list states one element at a time, which needs the same number of
+        images on every rank; rsbench's evaluation sampler gives each test image to one rank only
+        (no padding with repeats), so the counts may differ by one.
+        """
+        import torch.distributed as dist
+
+        world = dist.get_world_size(group=process_group)
+        for attr in PER_IMAGE_STATES:
+            parts: list[Any] = [None] * world
+            dist.all_gather_object(parts, [t.cpu() for t in getattr(self, attr)], group=process_group)
+            setattr(self, attr, [t.to(self.device) for part in parts for t in part])
 
     def _name(self, label: int) -> str:
         if self.class_names is None:

@@ -40,8 +40,11 @@ class ClassificationTask(BaseTask):
 
     def validation_step(self, batch: dict[str, torch.Tensor], _: int) -> None:
         logits = self(batch["image"])
-        self.val_oa(logits, batch["label"])
-        self.log("val/OA", self.val_oa, prog_bar=True, batch_size=len(logits))
+        self.val_oa.update(logits, batch["label"])
+
+    def on_validation_epoch_end(self) -> None:
+        self.log("val/OA", float(self.val_oa.compute()) * 100, prog_bar=True)  # %, as test/OA and every other metric
+        self.val_oa.reset()
 
     def test_step(self, batch: dict[str, torch.Tensor], _: int) -> dict[str, torch.Tensor]:
         logits = self(batch["image"])

@@ -51,7 +51,7 @@ class EGYBCD(ChangeDataset):
         return parts[split], f"rsbench's seeded split of {base / 'A'}"
 
     @classmethod
-    def write_sample(cls, root: Path, seed: int = 0, *, size: int = 64, n: int = 10) -> Path:
+    def write_sample(cls, root: Path, seed: int = 0, *, size: int = 64, n: int = 12) -> Path:
         """The release's flat ``root/{A,B,label}/<n>.png`` (no split files: rsbench's seeded split applies)."""
         rng = np.random.default_rng(seed)
         for i in range(1, n + 1):

@@ -107,17 +107,20 @@ def rotated_roi_levels(rboxes: Tensor, num_levels: int, finest_scale: float = 56
 def sparse_rbox_iou(a: Tensor, b: Tensor, min_size: float = 1e-3, dense_pairs: int = DENSE_IOU_PAIRS) -> Tensor:
     """``rbox_iou(a, b)`` ``(N, M)``, computed only for the pairs whose enclosing horizontal boxes meet.
 
-    Exactly :func:`~rsbench.models.ops.rbox.rbox_iou` (pairs whose enclosing boxes of the clamped boxes
-    are apart have rotated IoU 0): dense on CUDA or below ``dense_pairs`` pairs; otherwise one kernel
-    call per row of ``a`` (a gt) on its candidate columns (dense scenes: each gt meets few proposals).
+    Equal to :func:`~rsbench.models.ops.rbox.rbox_iou` (pairs whose enclosing boxes of the clamped boxes
+    are apart have rotated IoU 0), in ``a``'s dtype: dense on CUDA or below ``dense_pairs`` pairs;
+    otherwise one kernel call per row of ``a`` (a gt) on its candidate columns (dense scenes: each gt
+    meets few proposals; 2000 x 1000 boxes on a 1024 px patch: ~0.15 s on one CPU thread, dense ~0.7 s).
     """
     n, m = a.shape[0], b.shape[0]
+    dtype = a.dtype
+    a, b = a.detach(), b.detach().to(dtype)
     if n == 0 or m == 0 or a.is_cuda or n * m <= dense_pairs:
         return rbox_iou(a, b, min_size=min_size)
-    ta = to_torchvision_rbox(a.detach(), min_size).contiguous()
-    tb = to_torchvision_rbox(b.detach().to(a.dtype), min_size).contiguous()
-    ha = rbox_to_hbox(torch.cat([a.detach()[:, :2], ta[:, 2:4], a.detach()[:, 4:]], 1))
-    hb = rbox_to_hbox(torch.cat([b.detach().to(a.dtype)[:, :2], tb[:, 2:4], b.detach().to(a.dtype)[:, 4:]], 1))
+    ta = to_torchvision_rbox(a, min_size).contiguous()
+    tb = to_torchvision_rbox(b, min_size).contiguous()
+    ha = rbox_to_hbox(torch.cat([a[:, :2], ta[:, 2:4], a[:, 4:]], 1))
+    hb = rbox_to_hbox(torch.cat([b[:, :2], tb[:, 2:4], b[:, 4:]], 1))
     cand = ((torch.minimum(ha[:, None, 2:], hb[None, :, 2:]) >= torch.maximum(ha[:, None, :2], hb[None, :, :2]))
             .all(dim=-1))
     rows, cols = torch.where(cand)  # row-major: the candidates of each row of ``a`` are contiguous
@@ -128,9 +131,9 @@ def sparse_rbox_iou(a: Tensor, b: Tensor, min_size: float = 1e-3, dense_pairs: i
         if k:
             values.append(kernel(ta[i : i + 1], tb[cols[start : start + k]])[0])
             start += k
-    out = a.new_zeros((n, m))
+    out = a.new_zeros((n, m), dtype=dtype)
     if values:
-        out[rows, cols] = torch.cat(values).to(out.dtype)
+        out[rows, cols] = torch.cat(values).to(dtype)
     return out
 
 
@@ -338,7 +341,10 @@ class RotatedRoIHead(nn.Module):
             tgt = rois.new_zeros((labels.numel(), 5))
             if pos.numel():
                 labels[: pos.numel()] = gl[m[pos]]
-                tgt[: pos.numel()] = self.coder.encode(rois[pos], gt[m[pos]]).to(tgt.dtype)
+                # a zero-width gt (collinear corners, kept by the DOTA loaders) as its own proposal: log(0/0);
+                # its target is the identity, 0 (other RoIs never reach IoU 0.5 with it: w, h clamped to 1e-3)
+                enc = self.coder.encode(rois[pos], gt[m[pos]])
+                tgt[: pos.numel()] = torch.nan_to_num(enc, nan=0.0).to(tgt.dtype)
             all_labels.append(labels)
             all_targets.append(tgt)
         return rois_out, all_labels, all_targets
