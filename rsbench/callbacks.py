@@ -238,6 +238,11 @@ class SubmissionWriter(BasePredictionWriter):
             pl_module.write_prediction(prediction[j], trainer.datamodule.sample_name("predict", idx), self.dirpath)
         self.count += len(batch_indices)
 
+    def on_predict_end(self, trainer, pl_module) -> None:
+        """The task's last step over everything written (rotated detection: merge the patches, write the
+        server's format); every process calls it, the task decides who writes."""
+        self.finished = pl_module.finish_submission(self.dirpath, trainer.datamodule.dataset_of("predict")) or {}
+
     def summary(self, pl_module) -> dict[str, Any]:
         return {"split": pl_module.trainer.datamodule.splits.get("predict"), "dir": str(self.dirpath),
-                "num_files": pl_module._gather_count(self.count)}
+                "num_files": pl_module._gather_count(self.count), **getattr(self, "finished", {})}

@@ -159,6 +159,10 @@ class RSDataModule(L.LightningDataModule):
         name = ds.sample_name(index) if index is not None else None
         return ds.plot(dict(sample), suptitle=name)
 
+    def dataset_of(self, stage: str):
+        """The dataset of ``stage`` itself (no transform): what a task asks of it, e.g. a submission's format."""
+        return self.raw[stage]
+
     def sample_name(self, stage: str, index: int) -> str:
         return self.raw[stage].sample_name(index)
 

@@ -63,11 +63,12 @@ IMAGE_EXTS = (".jpg", ".JPG", ".png", ".tif", ".bmp")  # img_split's _load_dota_
 PAD_RGB = (124, 116, 104)
 PRESETS = {"ss": {"sizes": [1024], "gaps": [200], "rates": [1.0]},
            "ms": {"sizes": [1024], "gaps": [500], "rates": [0.5, 1.0, 1.5]}}
+SOURCES_FILE = "sources.json"  # written beside images/ by split_images: the original images' names and sizes
 PATCH_NAME = re.compile(r"^(?P<id>.+?)__(?P<size>\d+(?:\.\d+)?)__(?P<x>\d+)___(?P<y>\d+)$")
 
 __all__ = ["PATCH_NAME", "PRESETS", "Patch", "clip_polygon", "merge_patch_detections", "parse_patch_name",
            "patch_name", "poly_window_iof", "polygon_area", "rate_windows", "sliding_windows", "split_image",
-           "split_images", "window_objects"]
+           "split_images", "window_objects", "read_sources", "write_sources", "SOURCES_FILE"]
 
 
 # -- windows ------------------------------------------------------------------------------------
@@ -295,6 +296,7 @@ def split_images(sources: Iterable[Source], out_dir: Path, *, sizes: Sequence[in
     if write_labels:
         ann_out.mkdir(parents=True, exist_ok=True)
     stats = {"images": 0, "patches": 0, "objects": 0}
+    originals: dict[str, dict[str, object]] = {}
     for src in sources:
         files = sorted(p for p in Path(src.folder).iterdir() if p.suffix in IMAGE_EXTS)
         for img_path in files:
@@ -310,11 +312,45 @@ def split_images(sources: Iterable[Source], out_dir: Path, *, sizes: Sequence[in
                 if write_labels:
                     (ann_out / f"{p.name}.txt").write_text("".join(f"{ln}\n" for ln in p.lines))
                 stats["objects"] += len(p.lines)
+            originals[pid] = {"file": img_path.name, "width": int(image.shape[1]), "height": int(image.shape[0]),
+                              "depth": int(image.shape[2]) if image.ndim == 3 else 1}
             stats["images"] += 1
             stats["patches"] += len(patches)
             log.info("%s: %dx%d, %d objects, %d patches", img_path.name, image.shape[1], image.shape[0],
                      len(polys), len(patches))
+    write_sources(out_dir, originals)
     return stats
+
+
+def write_sources(out_dir: Path, originals: Mapping[str, Mapping[str, object]]) -> Path:
+    """``<out_dir>/sources.json``: each original image's file name and size by id (a FAIR1M submission
+    XML states them; the patches alone do not tell them)."""
+    import json
+    import os
+
+    path = Path(out_dir) / SOURCES_FILE
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(dict(originals), indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_sources(split_dir: Path) -> dict[str, dict[str, object]] | None:
+    """What :func:`write_sources` wrote into ``split_dir``, or None when the patches came without it."""
+    import json
+
+    from rsbench.errors import DataError
+
+    path = Path(split_dir) / SOURCES_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: unreadable ({e}); rerun scripts/split_dota.py or delete the file") from e
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected an object of image ids, got {type(data).__name__}")
+    return data
 
 
 # -- merge --------------------------------------------------------------------------------------
@@ -323,7 +359,9 @@ def merge_patch_detections(dets: Iterable[tuple[str, Mapping[str, torch.Tensor]]
                            naming: str = "mmrotate") -> dict[str, dict[str, torch.Tensor]]:
     """Patch detections → per original image (module docstring).
 
-    ``dets``: (patch name, ``{"boxes": (N, 5) rboxes in the patch's pixels, "scores": (N,), "labels": (N,)}``).
+    ``dets``: (patch name, ``{"boxes": (N, 5) rboxes in the patch's pixels, "scores": (N,), "labels": (N,)}``);
+    a name that is not a patch name is a whole image (offset 0). Boxes are moved in float32, as
+    MMRotate's ``merge_results`` adds the offsets to float32 arrays.
     Returns ``{original id: {"boxes", "scores", "labels"}}`` in the original image's pixels, class by
     class (ascending), each class by decreasing score after rotated NMS at ``iou_thr``.
     """
@@ -333,8 +371,11 @@ def merge_patch_detections(dets: Iterable[tuple[str, Mapping[str, torch.Tensor]]
         raise ValueError(f"naming must be mmrotate or devkit, got {naming!r}")
     collect: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
     for name, d in dets:
-        orig, field, x, y = parse_patch_name(name)
-        boxes = torch.as_tensor(d["boxes"]).detach().reshape(-1, 5).clone()
+        if PATCH_NAME.match(name):
+            orig, field, x, y = parse_patch_name(name)
+        else:  # a whole image (the official layout, not split): its own original
+            orig, field, x, y = name, "1", 0, 0
+        boxes = torch.as_tensor(d["boxes"]).detach().reshape(-1, 5).float().clone()
         boxes[:, 0] += x
         boxes[:, 1] += y
         if naming == "devkit":

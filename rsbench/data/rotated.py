@@ -270,6 +270,23 @@ class RotatedDetectionDataset(RSDataset):
         self.__dict__["_training_view"] = view
         return view
 
+    # -- server submission ------------------------------------------------------------------
+    def original_ids(self) -> list[str]:
+        """The original images this split's samples come from, in order of first appearance (a patch
+        ``P0001__1024__0___824`` → ``P0001``; an unsplit image is its own)."""
+        from rsbench.data.dota_split import PATCH_NAME
+
+        ids: dict[str, None] = {}
+        for i in range(len(self)):
+            name = self.sample_name(i)
+            m = PATCH_NAME.match(name)
+            ids[m["id"] if m else name] = None
+        return list(ids)
+
+    def write_submission(self, merged: Mapping[str, Mapping[str, torch.Tensor]], out_dir: Path) -> dict[str, Any]:
+        """Write the server's files from detections merged per original image (:mod:`rsbench.data.rotated_submission`)."""
+        raise DataError(f"{self.log_name or type(self).__name__} has no evaluation server: it writes no submission")
+
     # -- plotting -----------------------------------------------------------------------------
     def plot(self, sample: Mapping[str, Any], suptitle: str | None = None):
         """image with its ground-truth polygons | prediction (rotated boxes scoring >= 0.3) when the

@@ -91,6 +91,11 @@ class BaseTask(L.LightningModule):
     def write_prediction(self, prediction: torch.Tensor, name: str, out_dir: Path) -> None:
         raise NotImplementedError(f"{type(self).__name__} writes no server submission")
 
+    def finish_submission(self, out_dir: Path, dataset: Any) -> dict[str, Any]:
+        """After every sample went through :meth:`write_prediction` (all processes call it): a last step
+        over the files, e.g. merging patches; what it returns joins the submission's summary."""
+        return {}
+
     def _gather_count(self, n: int) -> int:
         """A per-process count summed over all processes (DDP)."""
         t = torch.tensor(n, device=self.device)

@@ -15,11 +15,13 @@ and targets are both in the eval transform's resized frame, where they are score
 ``mAP`` in percent, ``per_class`` AP in percent (``None``: a class without gts in mmrotate mode),
 ``num_gts``, ``num_test_images``, ``detector``, ``metric_mode``.
 
-Submissions (a ``predict`` split, e.g. DOTA / FAIR1M test patches): ``predict_step`` maps each image's
-detections back to the file's pixels (the eval transform's ``scale_factor``: corners divided by
-``(sx, sy)``) and :meth:`RotatedDetectionTask.write_prediction` writes one ``<name>.txt`` per image (patch)
-with DOTA-style lines ``x1 y1 x2 y2 x3 y3 x4 y4 class score``; merging patches and the server formats
-(``Task1_<class>.txt``, FAIR1M XML) are a later step (``scripts/split_dota.py``'s merge).
+Submissions (a ``predict`` split, e.g. DOTA / FAIR1M test patches; ``protocol=paper``): ``predict_step``
+maps each image's detections back to the file's pixels as MMRotate's ``predict(rescale=True)``;
+:meth:`RotatedDetectionTask.write_prediction` writes ``detections/<name>.txt`` per image (patch), and after
+the last one :meth:`RotatedDetectionTask.finish_submission` merges the patches per original image
+(class-wise rotated NMS at ``merge_iou`` 0.1, MMRotate's ``DOTAMetric.merge_results``) and has the dataset
+write the server's format (:mod:`rsbench.data.rotated_submission`: DOTA ``Task1_<class>.txt`` + zip,
+FAIR1M-2.0 one XML per image + zip).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 TARGET_KEYS = ("boxes", "labels")
 METRIC_KEYS = ("boxes", "labels", "difficult", "polygons")
 DETECTORS = ("oriented_rcnn",)
+DETECTIONS_DIR = "detections"  # per image (patch) files of a submission, before merging
 
 
 def build_rotated_detector(name: str, backbone: torch.nn.Module, num_classes: int, img_size: Any,
@@ -65,7 +68,7 @@ class RotatedDetectionTask(BaseTask):
     collate_fn = staticmethod(collate_detection)
 
     def __init__(self, *, detector: Mapping[str, Any], metric_mode: str = "mmrotate", ap_mode: str = "voc07",
-                 iou_threshold: float = 0.5, **kw: Any) -> None:
+                 iou_threshold: float = 0.5, merge_iou: float = 0.1, **kw: Any) -> None:
         super().__init__(**kw)
         cfg = dict(detector or {})
         name = cfg.pop("name", None) or "oriented_rcnn"
@@ -76,6 +79,7 @@ class RotatedDetectionTask(BaseTask):
         self.adopt_backbone(self.detector, BACKBONE_PATH)
         self.detector_name = name
         self.metric_mode = metric_mode
+        self.merge_iou = float(merge_iou)
         metric = {"iou_threshold": float(iou_threshold), "ap_mode": ap_mode, "mode": metric_mode,
                   "class_names": self.class_names}
         self.val_map = RotatedMeanAveragePrecision(**metric)
@@ -136,28 +140,74 @@ class RotatedDetectionTask(BaseTask):
 
     # -- submission -----------------------------------------------------------------------------
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> list[dict[str, torch.Tensor]]:
-        """Detections per image with ``polygons`` ``(K, 8)`` in the file's pixels (``scale_factor`` undone)."""
-        from rsbench.models.ops.rbox import rbox_to_poly
+        """Detections per image in the file's pixels: the eval resize undone as MMRotate's
+        ``predict(rescale=True)`` does it (:func:`rsbench.models.ops.rbox.rescale_rboxes` by ``1 / scale_factor``)."""
+        from rsbench.models.ops.rbox import rescale_rboxes
 
         preds = self._detach(self(batch["image"]))
         factors = batch.get("scale_factor") or [None] * len(preds)
         out = []
         for p, sf in zip(preds, factors):
-            poly = rbox_to_poly(p["boxes"].double())
+            boxes = p["boxes"].float()
             if sf is not None:
-                poly = poly / torch.as_tensor(sf, dtype=poly.dtype, device=poly.device).repeat(4)
-            out.append({**p, "polygons": poly})
+                sx, sy = (float(v) for v in sf)
+                boxes = rescale_rboxes(boxes, 1.0 / sx, 1.0 / sy)
+            out.append({**p, "boxes": boxes})
         return out
 
     def write_prediction(self, prediction: Mapping[str, torch.Tensor], name: str, out_dir: Path) -> None:
-        """``<name>.txt``: one ``x1 y1 ... x4 y4 class score`` line per detection (DOTA's class names as the
-        dataset's list spells them; merge patches and write the server format from these)."""
-        poly = prediction["polygons"].cpu().tolist()
-        labels, scores = prediction["labels"].cpu().tolist(), prediction["scores"].cpu().tolist()
-        lines = [" ".join(f"{v:.2f}" for v in pts) + f" {self.class_names[c]} {s:.4f}"
-                 for pts, c, s in zip(poly, labels, scores)]
-        Path(out_dir, f"{Path(name).name}.txt").write_text("".join(line + "\n" for line in lines))
+        """``<out_dir>/detections/<name>.txt``: one ``class score cx cy w h theta`` line per detection (the
+        file's pixels, theta in radians le90, ``%.9g``: float32 exactly), read back by :meth:`finish_submission`."""
+        folder = Path(out_dir, DETECTIONS_DIR)
+        folder.mkdir(parents=True, exist_ok=True)
+        boxes = prediction["boxes"].cpu().float().tolist()
+        labels, scores = prediction["labels"].cpu().tolist(), prediction["scores"].cpu().float().tolist()
+        lines = [f"{self.class_names[c]} {s:.9g} " + " ".join(f"{v:.9g}" for v in b)
+                 for b, c, s in zip(boxes, labels, scores)]
+        tmp = folder / f".{Path(name).name}.txt.tmp"
+        tmp.write_text("".join(line + "\n" for line in lines))
+        tmp.replace(folder / f"{Path(name).name}.txt")
+
+    def finish_submission(self, out_dir: Path, dataset: Any) -> dict[str, Any]:
+        """Merge the images' (patches') detections per original image (class-wise rotated NMS at
+        ``merge_iou``, :func:`rsbench.data.dota_split.merge_patch_detections`) and write the dataset's server
+        format (``dataset.write_submission``: DOTA ``Task1_<class>.txt``, FAIR1M XML), on rank 0 after
+        every process has written its files."""
+        from rsbench.data.dota_split import merge_patch_detections
+
+        self.trainer.strategy.barrier("rsbench-submission")
+        if self.trainer.global_rank != 0:
+            return {}
+        names = [dataset.sample_name(i) for i in range(len(dataset))]
+        merged = merge_patch_detections(((n, read_detections(Path(out_dir, DETECTIONS_DIR, f"{n}.txt"),
+                                                              self.class_names)) for n in names),
+                                        iou_thr=self.merge_iou)
+        summary = dataset.write_submission(merged, Path(out_dir))
+        log.info("submission: %s (%d images, %d detections after merging)", summary.get("zip"),
+                 summary.get("num_images", 0), summary.get("num_detections", 0))
+        return {"merged": summary}
 
     @staticmethod
     def _detach(preds: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
         return [{k: v.detach() for k, v in p.items()} for p in preds]
+
+
+def read_detections(path: Path, class_names: list[str]) -> dict[str, torch.Tensor]:
+    """What :meth:`RotatedDetectionTask.write_prediction` wrote (float32 boxes and scores, class ids)."""
+    from rsbench.errors import DataError
+
+    index = {c: i for i, c in enumerate(class_names)}
+    boxes, scores, labels = [], [], []
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise DataError(f"{path}: the detections of this image are missing ({e}); rerun the prediction") from e
+    for lineno, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if len(parts) != 7 or parts[0] not in index:
+            raise DataError(f"{path}, line {lineno}: expected 'class score cx cy w h theta', got {line!r}")
+        labels.append(index[parts[0]])
+        scores.append(float(parts[1]))
+        boxes.append([float(v) for v in parts[2:]])
+    return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 5),
+            "scores": torch.tensor(scores, dtype=torch.float32), "labels": torch.tensor(labels, dtype=torch.long)}

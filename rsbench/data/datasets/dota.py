@@ -123,6 +123,12 @@ class DOTA(RotatedDetectionDataset):
             for i in range(len(self)):
                 self._load(i)
 
+    def write_submission(self, merged, out_dir: Path) -> dict:
+        """``Task1_<class>.txt`` per class + zip, as MMRotate's ``DOTAMetric`` (:func:`write_dota_task1`)."""
+        from rsbench.data.rotated_submission import write_dota_task1
+
+        return write_dota_task1(merged, self.classes, out_dir, order=self.original_ids())
+
     def _pick_layout(self, layout: str) -> str:
         if layout != "auto":
             return layout

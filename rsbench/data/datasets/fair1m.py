@@ -213,6 +213,48 @@ class FAIR1M(RotatedDetectionDataset):
             for i in range(len(self)):
                 self._load(i)
 
+    def write_submission(self, merged, out_dir: Path) -> dict:
+        """One XML per test image + zip, as MTP's converter (:func:`write_fair1m_xml`; the release's
+        class spellings)."""
+        from rsbench.data.rotated_submission import write_fair1m_xml
+
+        ids = self.original_ids()
+        return write_fair1m_xml(merged, OFFICIAL_NAMES, self.original_sizes(ids), out_dir, order=ids)
+
+    def original_sizes(self, ids: list[str]) -> dict[str, dict[str, object]]:
+        """Each original image's file name and size: from the release's TIFF headers (official layout) or the
+        ``sources.json`` that ``scripts/split_dota.py`` writes beside the patches; without it, the extent the
+        patches cover (a padded window can reach past the image: a warning says so)."""
+        import logging
+
+        from rsbench.data.dota_split import PATCH_NAME, read_sources
+
+        if self.layout == "official":
+            out = {}
+            for r in self.records:
+                h, w = r.size or self._header(r.image)
+                out[r.name] = {"file": r.image.name, "width": w, "height": h, "depth": 3}
+            return out
+        known = read_sources(self.root / self.split) or {}
+        missing = [i for i in ids if i not in known]
+        if missing:
+            logging.getLogger(__name__).warning(
+                "FAIR1M %s: %s has no size for %d image(s) (e.g. %s); the submission XMLs state the extent "
+                "their patches cover, which padding can make larger than the image", self.split,
+                self.root / self.split / "sources.json", len(missing), missing[0])
+            extent: dict[str, list[int]] = {}
+            for r in self.records:
+                m = PATCH_NAME.match(r.name)
+                if m is None:
+                    continue
+                h, w = r.size or self._header(r.image)
+                e = extent.setdefault(m["id"], [0, 0])
+                e[0], e[1] = max(e[0], int(m["x"]) + w), max(e[1], int(m["y"]) + h)
+            for i in missing:
+                w, h = extent.get(i, (0, 0))
+                known[i] = {"file": f"{i}.tif", "width": w, "height": h, "depth": 3}
+        return known
+
     def _pick_layout(self) -> str:
         if (self.root / self.split / "annfiles").is_dir() or (
                 self.split == "test" and (self.root / "test" / "images").is_dir()

@@ -34,6 +34,7 @@ __all__ = [
     "rbox_to_poly",
     "regularize_le90",
     "regularize_rboxes",
+    "rescale_rboxes",
     "to_torchvision_rbox",
 ]
 
@@ -223,3 +224,22 @@ def flip_rboxes(rboxes: Tensor, width: float, height: float, direction: str = "h
         if normalize:
             t = norm_angle_le90(t)
     return torch.stack([cx, cy, w, h, t], dim=-1)
+
+
+def rescale_rboxes(rboxes: Tensor, scale_x: float, scale_y: float) -> Tensor:
+    """Rotated boxes ``(..., 5)`` with centres scaled by ``(scale_x, scale_y)``, as MMRotate 1.x's
+    ``RotatedBoxes.rescale_`` (what ``predict(rescale=True)`` applies with ``1 / scale_factor``).
+
+    Its formulas, kept as they are: ``w' = w * sqrt((sx cos t)^2 + (sy sin t)^2)``,
+    ``h' = h * sqrt((sx sin t)^2 + (sy cos t)^2)``, ``t' = atan2(sx sin t, sy cos t)``. For ``sx == sy``
+    (a keep-ratio resize that rounds to equal factors) this is the exact similarity; for ``sx != sy``
+    the angle is detectron2's (counter-clockwise) formula applied to MMRotate's clockwise angle, which
+    is not the exact image of the box, and that is what the official submissions hold. Returns a new tensor.
+    """
+    ctr, w, h, t = torch.split(rboxes, (2, 1, 1, 1), dim=-1)
+    cos, sin = torch.cos(t), torch.sin(t)
+    ctr = ctr * ctr.new_tensor([scale_x, scale_y])
+    w = w * torch.sqrt((scale_x * cos) ** 2 + (scale_y * sin) ** 2)
+    h = h * torch.sqrt((scale_x * sin) ** 2 + (scale_y * cos) ** 2)
+    t = torch.atan2(scale_x * sin, scale_y * cos)
+    return torch.cat([ctr, w, h, t], dim=-1)
