@@ -164,3 +164,46 @@ def test_gradcheck_and_module():
     torch.testing.assert_close(m(feat, rois), roi_align_rotated(feat, rois, (2, 3), 0.5, 2, True, True))
     assert m(feat, rois[:0]).shape == (0, 2, 2, 3)
     assert roi_align_rotated(feat.float(), rois.float(), 7).dtype == torch.float32
+
+
+def _masked_border_pool(feat, geom, out_hw, grid_hw):
+    """The previous formulation of ``_pool_group`` (border padding times an inside mask, 6-d sum), kept as
+    a reference for the faster one (mask folded into the grid, zeros padding, avg_pool2d)."""
+    import torch.nn.functional as F
+
+    from rsbench.models.ops.roi_align_rotated import _sample_coords
+
+    (oh, ow), (gh, gw) = out_hw, grid_hw
+    k, (c, hgt, wid) = geom.shape[0], feat.shape
+    y, x = _sample_coords(geom, out_hw, grid_hw)
+    inside = (y >= -1) & (y <= hgt) & (x >= -1) & (x <= wid)
+    grid = torch.stack([x * (2 / max(wid - 1, 1)) - 1, y * (2 / max(hgt - 1, 1)) - 1], dim=-1)
+    grid = grid.to(feat.dtype).reshape(1, k * oh * gh, ow * gw, 2)
+    val = F.grid_sample(feat[None], grid, mode="bilinear", padding_mode="border", align_corners=True)
+    val = val.view(c, k, oh, gh, ow, gw) * inside.view(1, k, oh, gh, ow, gw).to(feat.dtype)
+    return val.sum(dim=(3, 5)).div_(gh * gw).transpose(0, 1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, D])
+@pytest.mark.parametrize("sampling_ratio", [2, 0])
+def test_fast_pooling_equals_masked_border_formulation(monkeypatch, dtype, sampling_ratio):
+    import rsbench.models.ops.roi_align_rotated as rar
+
+    g = torch.Generator().manual_seed(41)
+    feat = torch.randn(2, 8, 12, 10, generator=g, dtype=D).to(dtype)
+    u = torch.rand(40, 5, generator=g, dtype=D)
+    rois = torch.cat([torch.randint(0, 2, (40, 1), generator=g).to(D),
+                      torch.stack([u[:, 0] * 100 - 10, u[:, 1] * 110 - 10, 4 + u[:, 2] * 60, 4 + u[:, 3] * 40,
+                                   (u[:, 4] - 0.5) * 2 * math.pi], 1)], 1).to(dtype)  # many samples off the map
+    grad = torch.randn(40, 8, 7, 7, generator=g, dtype=D).to(dtype)
+    results = []
+    for pool in (rar._pool_group, _masked_border_pool):
+        monkeypatch.setattr(rar, "_pool_group", pool)
+        x = feat.clone().requires_grad_(True)
+        out = roi_align_rotated(x, rois, 7, 1 / 8, sampling_ratio)
+        out.backward(grad)
+        results.append((out.detach(), x.grad))
+    (o1, g1), (o2, g2) = results
+    tol = 1e-6 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(o1, o2, atol=tol, rtol=0)
+    torch.testing.assert_close(g1, g2, atol=tol, rtol=0)

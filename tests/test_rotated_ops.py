@@ -15,6 +15,8 @@ import shapely
 import torch
 
 from rsbench.models.ops.rbox import (
+    _exact_iou,
+    box_iou_rotated,
     flip_rboxes,
     hbox_to_rbox,
     norm_angle_le90,
@@ -25,6 +27,7 @@ from rsbench.models.ops.rbox import (
     rbox_to_poly,
     regularize_le90,
     regularize_rboxes,
+    to_torchvision_rbox,
 )
 from rsbench.models.ops.rbox_coders import DeltaXYWHTRBoxCoder, MidpointOffsetCoder
 from rsbench.models.ops.rotated_nms import batched_nms_rotated, nms_rotated
@@ -189,6 +192,64 @@ def test_iou_clamps_degenerate_sizes():
     assert float(iou[0, 1]) == pytest.approx(4e-3 / (16 + 5e-3 - 4e-3), rel=1e-4)  # sliver clipped to h 4
 
 
+def near_identical_pairs(n, seed, eps=1e-6, dtype=torch.float32):
+    """Random boxes and copies perturbed by ``eps`` noise (the kernel's failure case), in ``dtype``."""
+    a = random_rboxes(n, seed, extent=200)
+    b = a + eps * torch.randn(n, 5, generator=torch.Generator().manual_seed(seed + 1), dtype=D)
+    return a.to(dtype), b.to(dtype)
+
+
+def aligned_shapely_iou(a, b):
+    pa, pb = shapely_polys(a), shapely_polys(b)
+    inter = shapely.area(shapely.intersection(pa, pb))
+    return inter / (shapely.area(pa) + shapely.area(pb) - inter)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_iou_near_identical_pairs_against_shapely(dtype):
+    a, b = near_identical_pairs(1500, 21, dtype=dtype)
+    ref = aligned_shapely_iou(a, b)
+    kernel = torch.ops.torchvision.box_iou_rotated(to_torchvision_rbox(a), to_torchvision_rbox(b)).diagonal()
+    assert (np.abs(kernel.double().numpy() - ref) > 0.1).sum() >= 5  # the raw kernel's flaw (~3 % of pairs)
+    np.testing.assert_allclose(rbox_iou_aligned(a, b).double().numpy(), ref, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(rbox_iou(a, b).diagonal().double().numpy(), ref, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(box_iou_rotated(to_torchvision_rbox(a), to_torchvision_rbox(b)).diagonal().numpy(),
+                               ref, atol=1e-5, rtol=0)
+    # the example of the report, at many noise draws
+    one = T([50.3, 40.7, 30.1, 10.2, 0.3]).float()
+    pert = one + 1e-6 * torch.randn(500, 5, generator=torch.Generator().manual_seed(5), dtype=D).float()
+    np.testing.assert_allclose(rbox_iou(one, pert)[0].double().numpy(), shapely_iou(one, pert)[0], atol=1e-5)
+
+
+def test_iou_touching_and_collinear_configurations():
+    """Other near-coincident layouts the kernel gets wrong: a shared corner, collinear sides (a shift along
+    w, equal centres and angles with another width), a sliver of overlap with the neighbour."""
+    a = random_rboxes(400, 23, extent=200)
+    g = torch.Generator().manual_seed(24)
+    c, s = torch.cos(a[:, 4]), torch.sin(a[:, 4])
+    shift = torch.rand(400, generator=g, dtype=D) * a[:, 2]
+    b1 = a.clone()
+    b1[:, 0] += shift * c
+    b1[:, 1] += shift * s
+    b2 = a.clone()
+    b2[:, 2] *= 0.5 + torch.rand(400, generator=g, dtype=D)
+    b3 = a.clone()
+    b3[:, 0] += a[:, 2] * c * 0.999999
+    b3[:, 1] += a[:, 2] * s * 0.999999
+    for b in (b1, b2, b3):
+        for dtype in (torch.float32, D):
+            got = rbox_iou_aligned(a.to(dtype), b.to(dtype)).double().numpy()
+            np.testing.assert_allclose(got, aligned_shapely_iou(a.to(dtype), b.to(dtype)), atol=1e-5, rtol=0)
+
+
+def test_iou_exact_fallback_general_pairs_and_empty():
+    """The clipping fallback is exact on arbitrary pairs (disjoint, nested, crossing), not only near ones."""
+    a, b = random_rboxes(3000, 25, extent=60), random_rboxes(3000, 26, extent=60)
+    np.testing.assert_allclose(_exact_iou(a, b).numpy(), aligned_shapely_iou(a, b), atol=1e-12, rtol=0)
+    far = T([0, 0, 4, 2, 0.3], [100, 100, 4, 2, 0.3])
+    assert _exact_iou(far[:1], far[1:]).tolist() == [0.0]
+
+
 # ----------------------------------------------------------------------------- flips
 
 
@@ -247,6 +308,26 @@ def test_nms_equals_float64_reference_with_ties(thr):
     ref2 = reference_nms(near_dups, s2, thr)
     for method in ("greedy", "dense"):
         assert nms_rotated(near_dups.float(), s2.float(), thr, method=method).tolist() == ref2
+
+
+@pytest.mark.parametrize("thr", [0.5, 0.7, 0.9])
+def test_nms_suppresses_near_identical_duplicates(thr):
+    """Each box plus two copies perturbed by ~1e-6 (IoU ~1): one box per group survives, in both paths
+    (with the raw kernel ~3 % of the copies came out at IoU 1/3 or 0.6 and survived)."""
+    base = random_rboxes(200, 31, extent=2000).float()  # spread out: groups do not touch each other
+    g = torch.Generator().manual_seed(32)
+    noise = [1e-6 * torch.randn(200, 5, generator=g) for _ in range(2)]
+    boxes = torch.cat([base, base + noise[0], base + noise[1]])
+    scores = torch.rand(600, generator=g)
+    group_best = scores.view(3, 200).argmax(0) * 200 + torch.arange(200)
+    expected = group_best[torch.sort(scores[group_best], descending=True, stable=True).indices]
+    tv = to_torchvision_rbox(boxes)
+    raw = torch.ops.torchvision.box_iou_rotated(tv[:200], tv[200:400]).diagonal()
+    assert int((raw < 0.7).sum()) >= 1  # the unfixed kernel would keep duplicates here
+    for method in ("greedy", "dense"):
+        assert nms_rotated(boxes, scores, thr, method=method).tolist() == expected.tolist()
+    idxs = torch.zeros(600, dtype=torch.long)
+    assert batched_nms_rotated(boxes, scores, idxs, thr).tolist() == expected.tolist()
 
 
 def test_nms_paths_agree_float32_and_edge_cases():

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torchmetrics import Metric
-from torchvision.ops import box_iou
 
 from rsbench.errors import ConfigError
 from rsbench.metrics.polygon import poly_iou, rbox_to_poly
+from rsbench.models.ops.rbox import box_iou_rotated
 
 _STATES = ("det_boxes", "det_scores", "det_labels", "det_image", "gt_boxes", "gt_labels", "gt_difficult",
            "gt_image", "gt_polygons")
@@ -51,7 +51,10 @@ def average_precision(tp: np.ndarray, fp: np.ndarray, npos: int, ap_mode: str) -
 def rotated_iou_mmrotate(det: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """(N, M) IoU of le90 rboxes through torchvision's kernel (degrees, counter-clockwise positive,
     hence the sign flip), float32 as mmcv's ``box_iou_rotated``; w, h clamped at 1e-3 as
-    MMRotate's ``RBboxOverlaps2D`` (only degenerate boxes are affected)."""
+    MMRotate's ``RBboxOverlaps2D`` (only degenerate boxes are affected). Near-coincident pairs (a corner
+    within ~1e-3 px of the other box's outline), which torchvision's kernel and mmcv's older copy of it
+    can get badly wrong, are recomputed exactly (:func:`rsbench.models.ops.rbox.box_iou_rotated`): there
+    rsbench can differ from what MTP's mmcv computed, towards the true overlap."""
 
     def conv(b: np.ndarray) -> torch.Tensor:
         t = torch.as_tensor(b, dtype=torch.float64).reshape(-1, 5).clone()
@@ -61,7 +64,7 @@ def rotated_iou_mmrotate(det: np.ndarray, gt: np.ndarray) -> np.ndarray:
 
     if len(det) == 0 or len(gt) == 0:
         return np.zeros((len(det), len(gt)))
-    return box_iou(conv(det), conv(gt), fmt="cxcywhr").double().numpy()
+    return box_iou_rotated(conv(det), conv(gt)).double().numpy()
 
 
 def candidate_pairs(d_key: np.ndarray, g_key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

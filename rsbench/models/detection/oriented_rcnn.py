@@ -125,7 +125,8 @@ def sparse_rbox_iou(a: Tensor, b: Tensor, min_size: float = 1e-3, dense_pairs: i
             .all(dim=-1))
     rows, cols = torch.where(cand)  # row-major: the candidates of each row of ``a`` are contiguous
     counts = torch.bincount(rows, minlength=n).tolist()
-    kernel = torch.ops.torchvision.box_iou_rotated
+    from rsbench.models.ops.rbox import box_iou_rotated as kernel  # the kernel, near-coincident pairs repaired
+
     values, start = [], 0
     for i, k in enumerate(counts):
         if k:

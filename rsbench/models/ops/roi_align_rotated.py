@@ -56,11 +56,18 @@ def _pool_group(feat: Tensor, geom: Tensor, out_hw: tuple[int, int], grid_hw: tu
     k, (c, hgt, wid) = geom.shape[0], feat.shape
     y, x = _sample_coords(geom, out_hw, grid_hw)
     inside = (y >= -1) & (y <= hgt) & (x >= -1) & (x <= wid)
-    grid = torch.stack([x * (2 / max(wid - 1, 1)) - 1, y * (2 / max(hgt - 1, 1)) - 1], dim=-1)
-    grid = grid.to(feat.dtype).reshape(1, k * oh * gh, ow * gw, 2)
-    val = F.grid_sample(feat[None], grid, mode="bilinear", padding_mode="border", align_corners=True)
-    val = val.view(c, k, oh, gh, ow, gw) * inside.view(1, k, oh, gh, ow, gw).to(feat.dtype)
-    return val.sum(dim=(3, 5)).div_(gh * gw).transpose(0, 1)  # (k, C, oh, ow)
+    # mmcv's rule folded into the grid (no (C, k, ...) mask product, forward or backward): inside samples
+    # clamped to [0, H-1] x [0, W-1] by hand (what padding_mode="border" does), outside ones sent to -4
+    # (normalised; all four taps off the map), where padding_mode="zeros" gives 0 and no gradient.
+    far = torch.full_like(x, -4.0)
+    gx = torch.where(inside, x.clamp(0, wid - 1) * (2 / max(wid - 1, 1)) - 1, far)
+    gy = torch.where(inside, y.clamp(0, hgt - 1) * (2 / max(hgt - 1, 1)) - 1, far)
+    grid = torch.stack([gx, gy], dim=-1).to(feat.dtype).reshape(1, k * oh * gh, ow * gw, 2)
+    val = F.grid_sample(feat[None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    # the gh x gw samples of a bin are a gh x gw block of the (k*oh*gh, ow*gw) sample image: avg_pool2d
+    # averages them (dividing by the full count, as mmcv) without a strided 6-d reduction
+    val = F.avg_pool2d(val, (gh, gw), (gh, gw))  # (1, C, k*oh, ow)
+    return val.view(c, k, oh, ow).transpose(0, 1)  # (k, C, oh, ow)
 
 
 def roi_align_rotated(input: Tensor, rois: Tensor, output_size: int | tuple[int, int] = (7, 7),
