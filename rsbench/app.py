@@ -207,15 +207,14 @@ def members_not_run(argv: list[str] | None = None, job_num: int | None = None) -
 
 
 def _run(cfg: DictConfig, job: _Job) -> dict[str, Any]:
-    from hydra.utils import instantiate
-
     from rsbench.models.weights import resolve_weights
     from rsbench.results import RunRecord
 
     run_dir = job.run_dir
     validate(cfg)
     c = OmegaConf.create(_resolve(cfg))  # one resolved config from here on
-    check_backbone(c.backbone.name)
+    if "target" not in c.backbone:  # backbone=custom (an import path) is checked below, before the data
+        check_backbone(c.backbone.name)
     record = job.record = RunRecord(run_dir, OmegaConf.to_container(c), identity(c), write=_is_rank_zero())
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
     action, prev = record.plan(checkpoint, force=bool(c.force))  # before the data checks: a finished run is skipped
@@ -226,24 +225,38 @@ def _run(cfg: DictConfig, job: _Job) -> dict[str, Any]:
             _print_summary(c, rec, record.metrics_path, None)
         return rec
 
+    if action == "resume":
+        check_resume_checkpoint(checkpoint)  # a truncated last.ckpt is one clear error, before anything is built
+
+    if "target" in c.backbone:  # your own encoder: importable, meets the contract, its weights there (exit 2)
+        from rsbench.models.backbones.custom import check_custom_backbone
+        check_custom_backbone(c)
     # Checks before any model is built: the data (layout, splits, files) and the weights, all reported at once.
-    dm = instantiate(c.datamodule)
+    dm = _instantiate(c.datamodule)
     weights = _all_or_nothing(lambda: _prepare(dm), lambda: resolve_weights(
         c.backbone.name, c.backbone.pretrained, c.backbone.weights_dir))[1]
     OmegaConf.update(c, "task.module.backbone.pretrained", str(weights) if weights else None)
 
-    callbacks = {k: instantiate(v) for k, v in (c.get("callbacks") or {}).items() if v and v.get("_target_")}
+    callbacks = {k: _instantiate(v) for k, v in (c.get("callbacks") or {}).items() if v and v.get("_target_")}
+
+    # The model (and with it the pretrained weights: an unreadable file, a state dict of another model) is
+    # built before the run's record starts, so a bad checkpoint is an error before training (exit 2) that
+    # leaves no record behind; seeded first, so its initialisation is the seed's.
+    import lightning as L
+
+    L.seed_everything(int(c.seed), workers=True, verbose=False)
+    model = _instantiate(c.task.module, class_names=dm.class_names or None, _convert_="all")
 
     def fit_and_test(resume: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-        import lightning as L
-
-        L.seed_everything(int(c.seed), workers=True, verbose=False)
-        model = instantiate(c.task.module, class_names=dm.class_names or None, _convert_="all")
-        logger = instantiate(c.logger) if c.logger.get("_target_") else False
+        logger = _instantiate(c.logger) if c.logger.get("_target_") else False
         if logger:
             logger.log_hyperparams(OmegaConf.to_container(c))  # the whole resolved config
-        trainer = instantiate(c.trainer, callbacks=list(callbacks.values()), logger=logger,
-                              default_root_dir=str(run_dir), enable_checkpointing=False)  # ResumeCheckpoint's
+        trainer = _instantiate(c.trainer, callbacks=list(callbacks.values()), logger=logger,
+                               default_root_dir=str(run_dir), enable_checkpointing=False)  # ResumeCheckpoint's
+        batch = dm.batch_plan(trainer.world_size)  # the recipe's total batch on this many processes
+        trainer.accumulate_grad_batches = batch["accumulate"]
+        log.info("batch: %d in total = %d per process x %d process(es) x %d accumulation step(s)",
+                 batch["total"], batch["per_device"], batch["world"], batch["accumulate"])
         with _signals_as_interruption(trainer):
             trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=True)  # plain types and tensors only
             trainer.test(model, datamodule=dm, verbose=False)
@@ -256,7 +269,7 @@ def _run(cfg: DictConfig, job: _Job) -> dict[str, Any]:
             if record.write and hasattr(callbacks.get("checkpoint"), "finalize") else None
         return metrics, {**_stats(callbacks), "checkpoint": str(kept) if kept else None, "precision": str(trainer.precision),
                          "accelerator": type(trainer.accelerator).__name__, "devices": trainer.num_devices,
-                         "world_size": trainer.world_size, "test_split": c.dataset.splits.get("test"),
+                         "world_size": trainer.world_size, "batch": batch, "test_split": c.dataset.splits.get("test"),
                          **({"warnings": warnings} if warnings else {})}
 
     rec = record.execute(fit_and_test, checkpoint=checkpoint, force=bool(c.force), progress=lambda: _stats(callbacks))
@@ -303,6 +316,51 @@ def _signals_as_interruption(trainer):
 def _prepare(dm) -> None:
     dm.prepare_data()
     dm.check()
+
+
+def _instantiate(node: Any, **kw: Any) -> Any:
+    """Hydra's ``instantiate``, with an rsbench error raised while building (a bad checkpoint, a bad option)
+    passed on as itself, not wrapped in Hydra's ``InstantiationException`` (which would exit 1 with
+    "Error in call to target ..." instead of rsbench's message and exit 2)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, **kw)
+    except InstantiationException as e:
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, RsbenchError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise cause from None
+
+
+def check_resume_checkpoint(path: Path) -> None:
+    """The resume checkpoint reads (``weights_only``, memory-mapped: cheap whatever its size) and is a
+    Lightning training checkpoint; else a :class:`CheckpointError` naming it and saying how to restart."""
+    import torch
+
+    from rsbench.errors import CheckpointError
+    from rsbench.models.checkpoint import describe_unreadable
+
+    restart = (f"The run cannot continue from it. Rerun the same command with force=true to start this run again "
+               f"from its first step (this deletes {path.parent}), or put back an intact copy of the file.")
+    try:
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:
+            if "mmap" not in str(e):
+                raise
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)  # a legacy (non-zip) file
+    except Exception as e:  # noqa: BLE001 — re-raised naming the file
+        raise CheckpointError(f"the resume checkpoint {path} cannot be read: {describe_unreadable(path, e)}. "
+                              f"{restart}") from None
+    missing = [k for k in ("state_dict", "loops", "optimizer_states")
+               if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise CheckpointError(f"the resume checkpoint {path} is not a training checkpoint of rsbench/Lightning "
+                              f"(it lacks {', '.join(missing)}). {restart}")
 
 
 def _stats(callbacks: dict[str, Any]) -> dict[str, Any]:
@@ -461,8 +519,13 @@ def _is_num(v: Any) -> bool:
 _VALUE_RULES: tuple[tuple[str, Any, str, bool], ...] = (
     ("data.batch_size", lambda v: _is_int(v) and v > 0, "a positive integer", False),
     ("data.eval_batch_size", lambda v: _is_int(v) and v > 0, "a positive integer or null", True),
+    ("data.per_device_batch", lambda v: _is_int(v) and v > 0, "a positive integer or null", True),
+    ("trainer.accumulate_grad_batches", lambda v: v == 1 and _is_int(v),
+     "1 (data.batch_size is the total batch; data.per_device_batch caps a process's share and sets the accumulation)",
+     True),
     ("data.num_workers", lambda v: _is_int(v) and v >= 0, "an integer ≥ 0", False),
     ("data.img_size", lambda v: _is_int(v) and v > 0, "a positive integer", False),
+    ("data.full_check_max_samples", lambda v: _is_int(v) and v >= 0, "an integer ≥ 0", True),
     ("seed", lambda v: _is_int(v) and 0 <= v < 2**32, "an integer in 0..4294967295", False),
     ("trainer.max_steps", lambda v: _is_int(v) and (v > 0 or v == -1), "a positive integer or -1 (no step limit)", True),
     ("trainer.check_val_every_n_epoch", lambda v: _is_int(v) and v > 0, "a positive integer or null", True),
@@ -571,7 +634,8 @@ def _print_summary(c: DictConfig, rec: dict[str, Any], metrics_path: Path, board
     ]
     sub = (rec.get("metrics") or {}).get("submission")
     if sub and same(server_protocol(proto), paper):
-        lines.append(f"   submission:  {sub.get('dir')} (the paper's protocol, {label(paper)}; after scoring: "
+        upload = (sub.get("merged") or {}).get("zip") or sub.get("dir")
+        lines.append(f"   submission:  {upload} (the paper's protocol, {label(paper)}; after scoring: "
                      f"python -m rsbench.scores add {metrics_path.parent} --metric {metric} --value <score> "
                      f"--source \"{paper.get('server', 'the server')}\")")
     if board:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -71,9 +72,30 @@ def _basename(path: str) -> str:
     return Path(os.path.abspath(os.path.expanduser(str(path)))).name
 
 
+def _target_name(target: str | None) -> str:
+    """``${rsbench_target_name:${backbone.target}}``: ``MyEncoder`` of ``my_pkg.MyEncoder`` / ``my_pkg:MyEncoder``."""
+    return str(target).replace(":", ".").rsplit(".", 1)[-1] if target else "custom"
+
+
+def _devices(devices: Any) -> int:
+    """``${rsbench_devices:${trainer.devices}}``: the number of processes per node a cluster job must ask for
+    (hydra/launcher=slurm: one task per GPU); ``auto`` cannot be known before the job runs."""
+    if isinstance(devices, (list, tuple)) or (hasattr(devices, "__len__") and not isinstance(devices, str)):
+        return len(devices)
+    try:
+        n = int(devices)
+    except (TypeError, ValueError):
+        n = 0
+    if n <= 0:
+        raise ValueError(f"trainer.devices={devices!r}: a cluster job needs the number of GPUs per node, "
+                         "e.g. trainer.devices=8")
+    return n
+
+
 def register_resolvers() -> None:
     resolvers = (("rsbench_precision", _precision), ("rsbench_wandb_offline", _wandb_offline),
-                 ("rsbench_cwd", os.getcwd), ("rsbench_basename", _basename))
+                 ("rsbench_cwd", os.getcwd), ("rsbench_basename", _basename), ("rsbench_target_name", _target_name),
+                 ("rsbench_devices", _devices))
     for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

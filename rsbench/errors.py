@@ -27,6 +27,10 @@ class WeightsError(RsbenchError):
     """A checkpoint is missing or does not fit the model."""
 
 
+class CheckpointError(RsbenchError):
+    """A run's own resume checkpoint (``last.ckpt``) cannot be read: the message names it and says how to restart."""
+
+
 class RunInterrupted(BaseException):
     """The run was stopped by a signal (SIGTERM from a scheduler, Ctrl-C): its state was saved and
     the same command resumes it. A BaseException, like KeyboardInterrupt, so nothing catches it

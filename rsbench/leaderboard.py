@@ -13,6 +13,15 @@ config). A local number on a split the run trained on (LoveDA ``protocol=paper``
 part of trainval) and a submission still waiting for its server score are listed apart, as are
 failed or unfinished runs; runs on generated sample data are kept out of the main table.
 
+Beyond mean ± std, each row has GEO-Bench's statistics over its seeds: the interquartile mean (``iqm``,
+:func:`iqm`) and a percentile-bootstrap 95 % interval of it (``ci95_low``/``ci95_high``,
+:func:`bootstrap_ci`: :data:`BOOTSTRAP_RESAMPLES` resamples, numpy ``default_rng(BOOTSTRAP_SEED)``, so
+reproducible), and the per-seed values (``values``: ``seed=value; ...``). GEO-Bench's normalised score
+(:func:`backbone_scores`, ``leaderboard_backbones.csv`` and a markdown section): each run's value rescaled
+by the min and max of every run of every backbone on its benchmark (task, dataset, metric, protocol,
+split), then per backbone the IQM of its rescaled runs pooled over the benchmarks with a stratified
+bootstrap CI; each row's own rescaled IQM is ``normalized``.
+
 No record can break it: a ``metrics.json`` that is not valid JSON, not an object, or whose fields
 have the wrong types (a non-numeric metric, a protocol that is not a mapping, ...) is listed under
 "Unreadable records" with its path and the reason, logged as a warning, and skipped. Every output
@@ -32,6 +41,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from rsbench.config import package_path
@@ -47,7 +57,25 @@ WHO = ["task", "dataset", "backbone", "pretrain", "tag"]
 #: what makes a row: runs differing in any of these are never averaged together
 KEYS = WHO + ["protocol", "precision", "split"]
 COLS = KEYS + ["metric", "mean", "std", "n_runs", "seeds", "paper", "paper_source", "diff", "paper_protocol",
-               "scored_by_source", "train_time_h", "images_per_s", "epochs"]
+               "scored_by_source", "train_time_h", "images_per_s", "epochs",
+               "iqm", "ci95_low", "ci95_high", "values", "normalized", "also"]
+#: one model in the normalised score: runs differing in any of these are different models
+MODEL = ["backbone", "pretrain", "tag", "precision"]
+#: one benchmark of the normalised score: its values are rescaled together
+BENCH = ["task", "dataset", "metric", "protocol", "split"]
+BACKBONE_COLS = MODEL + ["score", "ci95_low", "ci95_high", "n_datasets", "n_runs", "datasets", "left_out"]
+#: the interquartile mean cuts this fraction off each end of the sorted values (GEO-Bench's trim_mean(…, 0.25))
+IQM_CUT = 0.25
+#: the percentile bootstrap of the IQM over seeds: resamples, and the seed of numpy's default_rng (reproducible)
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+CI_LEVEL = 0.95
+#: metrics shown beside the headline one (means over seeds, column ``also``): COCO mAP@[.5:.95] and AP75 for
+#: horizontal detection, the other segmentation / change-detection summaries
+ALSO = {"det": ("mAP", "AP75"), "seg": ("mF1", "OA"), "cd": ("IoU", "Precision", "Recall")}
+#: the per-class metric of each task's per-class table (``leaderboard_per_class.csv``, markdown section)
+PER_CLASS = {"cls": "accuracy", "seg": "IoU", "cd": "F1", "det": "AP50", "rotdet": "AP"}
+PER_CLASS_COLS = KEYS + ["metric", "class", "mean", "n_runs"]
 ASIDE = WHO + ["seed", "protocol", "metric", "value", "why", "run_dir", "sample_data"]
 UNREADABLE = ["path", "reason"]
 #: record fields and what they must be (None is always allowed)
@@ -129,8 +157,10 @@ def entries(r: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any] | N
             "split": r.get("split_source") or "unknown", "paper_protocol": label(paper),
             "train_time_s": r.get("train_time_s"), "images_per_s": r.get("train_images_per_s"),
             "epochs": r.get("epochs"), "run_dir": r.get("run_dir")}
-    local = {**base, "protocol": label(proto), "value": (r.get("metrics") or {}).get(metric),
-             "compared": same(proto, paper), "source": "rsbench"}
+    m = r.get("metrics") or {}
+    local = {**base, "protocol": label(proto), "value": m.get(metric), "compared": same(proto, paper),
+             "source": "rsbench", "also": {k: m[k] for k in ALSO.get(r.get("task"), ()) if _is_number(m.get(k))},
+             "per_class": _per_class(m, r.get("task"))}
     held_out = proto is None or proto.get("held_out", True)
     out = [local] if held_out else []
     served = server_protocol(proto or {})
@@ -144,6 +174,16 @@ def entries(r: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any] | N
         notes.append(f"submission `{sub}` awaits the server's score: `python -m rsbench.scores add {r.get('run_dir')} "
                      f"--metric {metric} --value <score> --source \"{(paper or {}).get('server', '<server>')}\"`")
     return out, ({**local, "why": "; ".join(notes)} if notes else None)
+
+
+def _per_class(metrics: dict[str, Any], task: Any) -> dict[str, float] | None:
+    """The record's per-class values of its task's :data:`PER_CLASS` metric (numbers only; a class without
+    a value, e.g. no ground truth, is left out)."""
+    table = (metrics.get("per_class") or {}).get(PER_CLASS.get(task, "")) if isinstance(metrics.get("per_class"), dict) \
+        else None
+    if not isinstance(table, dict):
+        return None
+    return {str(k): float(v) for k, v in table.items() if _is_number(v) and not math.isnan(float(v))}
 
 
 def unreadable_records(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -179,14 +219,32 @@ def aggregate(records: list[dict[str, Any]], paper: pd.DataFrame
     for sample in (False, True):
         part = df[df["sample_data"] == sample] if len(df) else df
         rows = [_row(key, g, paper) for key, g in part.groupby(KEYS + ["metric"], dropna=False, sort=True)] if len(part) else []
-        tables.append(pd.DataFrame(rows, columns=COLS))
+        table = pd.DataFrame(rows, columns=COLS)
+        table["normalized"] = _normalized(table) if len(table) else []
+        tables.append(table)
     return (tables[0], tables[1], pd.DataFrame(bad, columns=WHO + ["seed", "status", "error", "run_dir"]),
             pd.DataFrame(aside, columns=ASIDE))
 
 
+def local_rows(records: list[dict[str, Any]], *, sample_data: bool | None = None) -> pd.DataFrame:
+    """The entries (:func:`entries`) of the finished records, real or sample data, as one frame."""
+    rows = []
+    for r in records:
+        if r.get("status") != "ok" or (sample_data is not None and bool(r.get("sample_data")) != sample_data):
+            continue
+        try:
+            rows += entries(r)[0]
+        except Exception:  # noqa: BLE001 — aggregate() lists it as unreadable
+            continue
+    return pd.DataFrame(rows)
+
+
 def _row(key: tuple, g: pd.DataFrame, paper: pd.DataFrame) -> dict[str, Any]:
-    vals = [v for v in g["value"] if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    used = [(s, v) for s, v in sorted(zip(g["seed"], g["value"]), key=lambda sv: _seed_order(sv[0]))
+            if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    vals = [v for _, v in used]
     mean = sum(vals) / len(vals) if vals else math.nan
+    lo, hi = bootstrap_ci([vals])
     std = pd.Series(vals).std(ddof=1) if len(vals) > 1 else math.nan
     row = dict(zip(KEYS + ["metric"], key))
     pv, src = _paper_value(paper, row) if bool(g["compared"].all()) else (None, None)
@@ -194,8 +252,125 @@ def _row(key: tuple, g: pd.DataFrame, paper: pd.DataFrame) -> dict[str, Any]:
                paper=pv, paper_source=src, diff=(mean - pv) if pv is not None else math.nan,
                paper_protocol=g["paper_protocol"].iloc[0], scored_by_source="; ".join(sorted(set(g["source"]))),
                train_time_h=_mean(g["train_time_s"]) / 3600, images_per_s=_mean(g["images_per_s"]),
-               epochs=_mean(g["epochs"]))
+               epochs=_mean(g["epochs"]), iqm=iqm(vals) if vals else math.nan, ci95_low=lo, ci95_high=hi,
+               values="; ".join(f"{s}={float(v)!r}" for s, v in used), also=_also(g))
     return row
+
+
+def _also(g: pd.DataFrame) -> str:
+    """``mAP=45.12; AP75=48.30``: each secondary metric's mean over the runs that report it."""
+    if "also" not in g:
+        return ""
+    found: dict[str, list[float]] = {}
+    for also in g["also"]:
+        for k, v in (also if isinstance(also, dict) else {}).items():
+            found.setdefault(k, []).append(float(v))
+    return "; ".join(f"{k}={sum(v) / len(v):.2f}" for k, v in found.items())
+
+
+def per_class_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """One line per table row (:data:`KEYS` + metric) and class: the per-class value's mean over seeds."""
+    out = []
+    if not len(rows) or "per_class" not in rows:
+        return pd.DataFrame(out, columns=PER_CLASS_COLS)
+    for key, g in rows.groupby(KEYS + ["metric"], dropna=False, sort=True):
+        found: dict[str, list[float]] = {}
+        for table in g["per_class"]:
+            for c, v in (table if isinstance(table, dict) else {}).items():
+                found.setdefault(c, []).append(v)
+        task = key[0]
+        for c, v in found.items():
+            out.append({**dict(zip(KEYS + ["metric"], key)), "metric": PER_CLASS.get(task, ""), "class": c,
+                        "mean": sum(v) / len(v), "n_runs": len(v)})
+    return pd.DataFrame(out, columns=PER_CLASS_COLS)
+
+
+def iqm(values: Any) -> float:
+    """Interquartile mean: the mean of the sorted values without the lowest and highest ``floor(n/4)``
+    (``scipy.stats.trim_mean(values, 0.25)``, as GEO-Bench); NaN without values. Along the last axis."""
+    a = np.sort(np.asarray(values, dtype=float), axis=-1)
+    n = a.shape[-1]
+    if n == 0:
+        return math.nan
+    cut = int(IQM_CUT * n)
+    return a[..., cut:n - cut].mean(axis=-1)
+
+
+def bootstrap_ci(groups: Any, *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                 level: float = CI_LEVEL) -> tuple[float, float]:
+    """Percentile bootstrap ``level`` interval of the IQM of ``groups`` pooled: each resample draws every
+    group's values with replacement within the group (one group: the seeds of a row; several: GEO-Bench's
+    stratified bootstrap, a backbone's runs per dataset), pools them and takes the IQM. numpy
+    ``default_rng(seed)``, so the same values give the same interval. (NaN, NaN) for fewer than 2 values."""
+    groups = [np.asarray(g, dtype=float) for g in groups]
+    groups = [g for g in groups if g.size]
+    if sum(g.size for g in groups) < 2:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    pooled = np.concatenate([g[rng.integers(0, g.size, size=(resamples, g.size))] for g in groups], axis=1)
+    stats = iqm(pooled)
+    lo, hi = np.percentile(stats, [50 * (1 - level), 50 * (1 + level)])
+    return float(lo), float(hi)
+
+
+def parse_values(text: Any) -> list[float]:
+    """The per-seed values of a row's ``values`` cell (``0=98.0; 1=99.0``), in seed order."""
+    if not isinstance(text, str) or not text:
+        return []
+    return [float(pair.rsplit("=", 1)[1]) for pair in text.split("; ")]
+
+
+def _ranges(table: pd.DataFrame) -> dict[tuple, tuple[float, float]]:
+    """(min, max) over every run of every model on each benchmark (:data:`BENCH`), where at least two models
+    have runs and the values spread (GEO-Bench's ``make_normalizer``); the other benchmarks get none."""
+    out = {}
+    for key, g in table.groupby(BENCH, dropna=False, sort=True) if len(table) else []:
+        vals = [v for cell in g["values"] for v in parse_values(cell)]
+        if g.groupby(MODEL, dropna=False).ngroups >= 2 and vals and max(vals) > min(vals):
+            out[key] = (min(vals), max(vals))
+    return out
+
+
+def _normalized(table: pd.DataFrame) -> list[float]:
+    """Each row's IQM rescaled by its benchmark's range (:func:`_ranges`), NaN where it has none."""
+    ranges = _ranges(table)
+    out = []
+    for r in table.itertuples(index=False):
+        lo_hi = ranges.get(tuple(getattr(r, k) for k in BENCH))
+        out.append((r.iqm - lo_hi[0]) / (lo_hi[1] - lo_hi[0]) if lo_hi else math.nan)
+    return out
+
+
+def backbone_scores(table: pd.DataFrame) -> pd.DataFrame:
+    """GEO-Bench's normalised score per model (:data:`MODEL`) across benchmarks: every run's value rescaled
+    to [0, 1] by its benchmark's range (min → 0, max → 1, over all runs of all models there), then the IQM of
+    the model's rescaled runs pooled over its benchmarks, with the stratified bootstrap CI
+    (:func:`bootstrap_ci`). Benchmarks where only this model has runs (or all values are equal) cannot be
+    rescaled: they are listed in ``left_out``."""
+    ranges = _ranges(table)
+    rows = []
+    for key, g in table.groupby(MODEL, dropna=False, sort=True) if len(table) else []:
+        groups, used, left = [], [], []
+        for r in g.itertuples(index=False):
+            bench = tuple(getattr(r, k) for k in BENCH)
+            name = f"{r.task}/{r.dataset}" + ("" if r.protocol == r.paper_protocol else f" ({r.protocol})")
+            if bench not in ranges:
+                left.append(name)
+                continue
+            lo, hi = ranges[bench]
+            groups.append([(v - lo) / (hi - lo) for v in parse_values(r.values)])
+            used.append(name)
+        pooled = [v for grp in groups for v in grp]
+        lo, hi = bootstrap_ci(groups)
+        rows.append({**dict(zip(MODEL, key)), "score": iqm(pooled) if pooled else math.nan, "ci95_low": lo,
+                     "ci95_high": hi, "n_datasets": len(used), "n_runs": len(pooled), "datasets": ", ".join(used),
+                     "left_out": ", ".join(left)})
+    out = pd.DataFrame(rows, columns=BACKBONE_COLS)
+    return out.sort_values("score", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+
+
+def _seed_order(seed: Any) -> tuple[int, float, str]:
+    return (0, float(seed), "") if _is_number(seed) else (1, 0.0, str(seed))
 
 
 def _mean(s: pd.Series) -> float:
@@ -224,7 +399,7 @@ def _fmt(v: Any, nd: int = 2) -> str:
 
 def _md_table(df: pd.DataFrame) -> list[str]:
     head = ("| task | dataset | backbone | pretrained | tag | metric | mean ± std | protocol | precision | split | "
-            "paper | Δ vs paper | runs (seeds) | train time (h) | train img/s |")
+            "paper | Δ vs paper | runs (seeds) | IQM [95 % CI] | train time (h) | train img/s | also |")
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for _, r in df.iterrows():
         ms = _fmt(r["mean"]) + (f" ± {_fmt(r['std'])}" if r["n_runs"] > 1 else "")
@@ -233,15 +408,74 @@ def _md_table(df: pd.DataFrame) -> list[str]:
             f"| {r['task']} | {r['dataset']} | {r['backbone']} | {r['pretrain']} | {r['tag']} | {r['metric']} | {ms} | "
             f"{r['protocol']} | {r['precision']} | {r['split']} | "
             f"{_fmt(r['paper'])} | {('+' if isinstance(diff, float) and diff > 0 else '') + _fmt(diff)} | "
-            f"{r['n_runs']} ({r['seeds']}) | {_fmt(r['train_time_h'], 3)} | {_fmt(r['images_per_s'], 1)} |"
+            f"{r['n_runs']} ({r['seeds']}) | {_iqm_cell(r)} | {_fmt(r['train_time_h'], 3)} | {_fmt(r['images_per_s'], 1)} | "
+            f"{_cell(r.get('also') or '–')} |"
         )
+    return lines
+
+
+def _per_class_md(pc: pd.DataFrame, level: str = "##") -> list[str]:
+    """Per dataset, the per-class values (classes as rows, one column per table row), folded."""
+    if not len(pc):
+        return []
+    lines = ["", f"{level} Per-class results", "",
+             "Mean over seeds of each class's value (`leaderboard_per_class.csv`): accuracy (cls), IoU (seg), F1 (cd), "
+             "AP50 (det), AP at IoU 0.5 (rotdet). A class without ground truth in the scored split has none."]
+    for (task, dataset, metric), g in pc.groupby(["task", "dataset", "metric"], sort=True):
+        cols = g[["backbone", "tag", "protocol", "precision", "split"]].drop_duplicates()
+        names = [f"{c.backbone} ({c.tag})" for c in cols.itertuples()]
+        lines += ["", f"<details><summary>{task} / {dataset}: per-class {metric}</summary>", "",
+                  "| class | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        for cls in dict.fromkeys(g["class"]):
+            cells = []
+            for c in cols.itertuples():
+                v = g[(g["class"] == cls) & (g["backbone"] == c.backbone) & (g["tag"] == c.tag)
+                      & (g["protocol"] == c.protocol) & (g["precision"] == c.precision) & (g["split"] == c.split)]
+                cells.append(_fmt(float(v["mean"].iloc[0])) if len(v) else "–")
+            lines.append(f"| {_cell(cls)} | " + " | ".join(cells) + " |")
+        lines += ["", "</details>"]
+    return lines
+
+
+def _iqm_cell(r: Any) -> str:
+    """``98.00 [97.00, 99.00]``; the IQM alone where there is no interval (one seed)."""
+    ci = "" if math.isnan(r["ci95_low"]) else f" [{_fmt(r['ci95_low'])}, {_fmt(r['ci95_high'])}]"
+    return _fmt(r["iqm"]) + ci
+
+
+def _stats_note() -> str:
+    return (f"- **IQM [95 % CI]**: interquartile mean over the seeds (the mean without the lowest and highest "
+            f"quarter, `scipy.stats.trim_mean(…, {IQM_CUT})`, as GEO-Bench; the plain mean up to 3 seeds) and a "
+            f"percentile bootstrap of it: {BOOTSTRAP_RESAMPLES:,} resamples of the seeds with replacement, numpy "
+            f"`default_rng({BOOTSTRAP_SEED})` (the same runs always give the same interval); none for one seed. "
+            "The per-seed values are in `leaderboard.csv` (`values`).")
+
+
+def _backbone_table(scores: pd.DataFrame, level: str = "##") -> list[str]:
+    """The normalised score per backbone (:func:`backbone_scores`) as markdown; nothing when no backbone has one."""
+    scores = scores[scores["n_datasets"] > 0] if len(scores) else scores
+    if not len(scores):
+        return []
+    lines = ["", f"{level} Normalised score per backbone (GEO-Bench)", "",
+             ("Each run's value is rescaled by the range of every run of every backbone on the same task, dataset, "
+              "metric, protocol and split (lowest → 0, highest → 1); a backbone's score is the IQM of all its "
+              "rescaled runs across datasets, its 95 % CI a stratified bootstrap (seeds resampled within each "
+              f"dataset, {BOOTSTRAP_RESAMPLES:,} resamples, `default_rng({BOOTSTRAP_SEED})`). A dataset where only one "
+              "backbone has runs cannot be rescaled and is left out. The score ranks the backbones of this table "
+              "against each other: adding a backbone changes the ranges. `leaderboard_backbones.csv` holds it."), "",
+             "| backbone | pretrained | tag | precision | score [95 % CI] | datasets | runs | left out |",
+             "|---|---|---|---|---|---|---|---|"]
+    for _, r in scores.iterrows():
+        ci = "" if math.isnan(r["ci95_low"]) else f" [{_fmt(r['ci95_low'], 3)}, {_fmt(r['ci95_high'], 3)}]"
+        lines.append(f"| {r['backbone']} | {r['pretrain']} | {r['tag']} | {r['precision']} | {_fmt(r['score'], 3)}{ci} | "
+                     f"{r['n_datasets']}: {r['datasets']} | {r['n_runs']} | {r['left_out'] or '–'} |")
     return lines
 
 
 def _notes(df: pd.DataFrame) -> list[str]:
     """What a reader needs beside the table: why a row has no paper value, where a split came from,
     which server scored a row."""
-    out = []
+    out = [_stats_note()] if len(df) else []
     off = df[df["paper"].isna() & (df["protocol"] != df["paper_protocol"])]
     if len(off):
         theirs = sorted({f"{r.dataset}: {r.paper_protocol}" for r in off.itertuples()})
@@ -271,13 +505,15 @@ def _cell(v: Any) -> str:
 
 
 def render_markdown(main: pd.DataFrame, sample: pd.DataFrame, bad: pd.DataFrame,
-                    aside: pd.DataFrame | None = None, unread: pd.DataFrame | None = None) -> str:
+                    aside: pd.DataFrame | None = None, unread: pd.DataFrame | None = None,
+                    per_class: pd.DataFrame | None = None) -> str:
     out = ["# rsbench leaderboard", "",
            ("Generated by `python -m rsbench.leaderboard` from the run records under `results/runs/`; "
             "paper values from `rsbench/paper_results.csv`. Mean ± sample std over seeds; Δ = mean − paper, "
             "only on rows whose protocol (train split, scored split, local or server) is the paper's."), ""]
     if len(main):
-        out += _md_table(main) + _notes(main)
+        out += _md_table(main) + _notes(main) + _backbone_table(backbone_scores(main))
+        out += _per_class_md(per_class) if per_class is not None else []
     else:
         out.append("_No finished runs on real data yet._")
     aside = aside if aside is not None else pd.DataFrame(columns=ASIDE)
@@ -288,7 +524,7 @@ def render_markdown(main: pd.DataFrame, sample: pd.DataFrame, bad: pd.DataFrame,
         out += ["", "## Runs on generated sample data", "",
                 ("Synthetic pixels in the official layout (the demo and tests): they show the pipeline works, "
                  "not how good a model is, and are never compared with the paper."), ""]
-        out += _md_table(sample) if len(sample) else []
+        out += _md_table(sample) + _backbone_table(backbone_scores(sample), "###") if len(sample) else []
         out += _aside_table(aside[fake], "###") if fake.any() else []
     if len(bad):
         out += ["", "## Failed or unfinished runs", "", "| task | dataset | backbone | tag | seed | status | error | run folder |",
@@ -339,10 +575,17 @@ def write_leaderboard(results_dir: str | Path, runs_dir: str | Path | None = Non
     for r in unread.itertuples():
         log.warning("leaderboard: skipped the unreadable record %s: %s", r.path, r.reason)
     csv_path, md_path = results_dir / "leaderboard.csv", results_dir / "leaderboard.md"
+    bb_path = results_dir / "leaderboard_backbones.csv"
+    by_backbone = pd.concat([backbone_scores(main).assign(data="real"), backbone_scores(sample).assign(data="sample")],
+                            ignore_index=True)
     main_csv = pd.concat([main.assign(data="real"), sample.assign(data="sample")], ignore_index=True) if len(sample) else main.assign(data="real")
-    md = render_markdown(main, sample, bad, aside, unread)
+    pc = per_class_table(local_rows(records, sample_data=False))
+    pc_path = results_dir / "leaderboard_per_class.csv"
+    md = render_markdown(main, sample, bad, aside, unread, pc)
     try:
         atomic_write_text(csv_path, main_csv.to_csv(index=False))
+        atomic_write_text(bb_path, by_backbone.to_csv(index=False))
+        atomic_write_text(pc_path, pc.to_csv(index=False))
         png = plot_vs_paper(main, results_dir / "leaderboard.png")
         if png is not None:
             md = md.replace("\n\n", "\n\n![rsbench − paper](leaderboard.png)\n\n", 1)
@@ -351,7 +594,7 @@ def write_leaderboard(results_dir: str | Path, runs_dir: str | Path | None = Non
         raise LeaderboardError(f"cannot write the leaderboard into {results_dir}: {e.strerror or e} "
                                f"({e.filename or results_dir}); make the folder writable or set paths.results_dir=... "
                                "(env RSBENCH_RESULTS), then rerun python -m rsbench.leaderboard") from e
-    out = {"csv": csv_path, "md": md_path}
+    out = {"csv": csv_path, "md": md_path, "backbones_csv": bb_path, "per_class_csv": pc_path}
     if png is not None:
         out["png"] = png
     return out

@@ -47,7 +47,8 @@ VOLATILE = ("paths", "hydra", "force", "leaderboard", "data.num_workers", "train
             "dataset.root", "datamodule.root", "datamodule.num_workers", "datamodule.cache_dir",
             "backbone.weights_dir", "dataset.kwargs.tile_cache", "datamodule.dataset_kwargs.tile_cache",
             "protocol", "dataset.paper_protocol", "dataset.split_parts", "dataset.split_source",
-            "dataset.split_source_files")
+            "dataset.split_source_files", "data.full_check_max_samples", "datamodule.full_check_max_samples",
+            "dataset.kwargs.verify", "datamodule.dataset_kwargs.verify")
 #: split maps in which an unset stage and a stage set to null are the same run
 SPLIT_MAPS = ("dataset.splits", "datamodule.splits")
 #: failed records of this stage (a sweep member that never started) do not occupy their folder

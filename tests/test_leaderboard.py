@@ -292,6 +292,7 @@ def test_concurrent_writers_never_race(tmp_path):
         p.join(120)
     assert [p.exitcode for p in procs] == [0] * 6
     assert sorted(p.name for p in tmp_path.iterdir()) == ["leaderboard.csv", "leaderboard.md", "leaderboard.png",
+                                                          "leaderboard_backbones.csv", "leaderboard_per_class.csv",
                                                           "paper.csv", "runs"]
     assert (tmp_path / "leaderboard.png").read_bytes()[:4] == b"\x89PNG"
     assert pd.read_csv(tmp_path / "leaderboard.csv").iloc[0]["n_runs"] == 2
@@ -338,3 +339,99 @@ def test_failed_runs_show_the_errors_first_line(tmp_path):
     atomic_write_json(d / "metrics.json", {**rec, "error": "DataError: /d/x.jpg: truncated\n(2) /d/y.jpg: missing"})
     _, md = _board(tmp_path, runs)
     assert "| failed | DataError: /d/x.jpg: truncated | " in md and "y.jpg" not in md
+
+
+# -- aggregation with confidence: IQM, bootstrap CI, GEO-Bench's normalised score -----------------------------
+
+def test_iqm_matches_scipy_trim_mean_and_a_hand_worked_example():
+    import numpy as np
+    from scipy.stats import trim_mean
+
+    from rsbench.leaderboard import iqm
+
+    # 8 values: sorted 1,2,3,4,5,6,7,100; floor(8/4) = 2 cut from each end → mean(3, 4, 5, 6) = 4.5
+    assert iqm([7, 1, 100, 3, 5, 2, 6, 4]) == pytest.approx(4.5)
+    assert iqm([97.0, 98.0, 99.0]) == pytest.approx(98.0)  # up to 3 values nothing is cut: the mean
+    rng = np.random.default_rng(7)
+    for n in range(1, 13):
+        v = rng.normal(90, 3, size=n)
+        assert iqm(v) == pytest.approx(trim_mean(v, 0.25))
+
+
+def test_bootstrap_ci_hand_worked_reproducible_and_as_scipys():
+    import numpy as np
+    from scipy import stats
+
+    from rsbench.leaderboard import BOOTSTRAP_RESAMPLES, bootstrap_ci
+
+    assert BOOTSTRAP_RESAMPLES == 1000
+    # two seeds 1 and 3: a resample's IQM (= mean) is 1, 2 or 3 with odds 1/4, 1/2, 1/4, so the
+    # 2.5th and 97.5th percentiles of 1000 resamples are 1 and 3
+    assert bootstrap_ci([[1.0, 3.0]]) == (1.0, 3.0)
+    assert bootstrap_ci([[5.0, 5.0, 5.0]]) == (5.0, 5.0)
+    assert all(math.isnan(x) for x in bootstrap_ci([[5.0]]))  # one seed: no interval
+    d = [97.1, 98.4, 96.9, 99.0, 98.2, 97.7, 98.9, 97.3]
+    assert bootstrap_ci([d]) == bootstrap_ci([list(d)])  # seeded: the same values, the same interval
+    ref = stats.bootstrap((np.array(d),), lambda x, axis: stats.trim_mean(x, 0.25, axis=axis), n_resamples=20000,
+                          method="percentile", random_state=1, vectorized=True).confidence_interval
+    lo, hi = bootstrap_ci([d], resamples=20000)
+    assert lo == pytest.approx(ref.low, abs=0.05) and hi == pytest.approx(ref.high, abs=0.05)
+    assert lo < 97.9 < hi  # around the IQM
+
+
+def test_rows_carry_iqm_ci_and_the_per_seed_values(board):
+    df, md = board
+    row = df[(df.dataset == "eurosat") & (df.backbone == "vitb_rvsa") & (df.tag == "default")].iloc[0]
+    assert row["iqm"] == pytest.approx(98.0) and row["values"] == "0=98.0; 1=99.0; 2=97.0"
+    assert 97.0 <= row["ci95_low"] < 98.0 < row["ci95_high"] <= 99.0
+    assert f"| 3 (0,1,2) | 98.00 [{row['ci95_low']:.2f}, {row['ci95_high']:.2f}] |" in md
+    assert "1,000 resamples of the seeds" in md
+    single = df[df.tag == "lr1e-3"].iloc[0]
+    assert single["iqm"] == 50.0 and math.isnan(single["ci95_low"]) and "| 1 (0) | 50.00 |" in md
+
+
+def test_normalised_score_per_backbone_as_geo_bench(tmp_path):
+    """Two backbones on two datasets, numbers worked by hand. levir: A 80, 90 and B 70 → range 70..90,
+    A → 0.5, 1.0, B → 0.0; cdd: A 50 and B 60, 40 → range 40..60, A → 0.5, B → 1.0, 0.0. Pooled (3 values,
+    nothing cut): A = (0.5 + 1 + 0.5) / 3 = 2/3, B = 1/3. whu has runs of A only: left out of A's score."""
+    runs = tmp_path / "runs"
+    for ds, backbone, values in [("levir", "A", [80.0, 90.0]), ("levir", "B", [70.0]), ("cdd", "A", [50.0]),
+                                 ("cdd", "B", [60.0, 40.0]), ("whu", "A", [10.0, 20.0])]:
+        for seed, v in enumerate(values):
+            _rec(runs, "cd", ds, backbone, seed, v, metric="F1", pretrain="none")
+    df, md = _board(tmp_path, runs)
+    scores = pd.read_csv(tmp_path / "leaderboard_backbones.csv").set_index("backbone")
+    assert scores.loc["A", "score"] == pytest.approx(2 / 3) and scores.loc["B", "score"] == pytest.approx(1 / 3)
+    assert scores.loc["A", "n_datasets"] == 2 and scores.loc["A", "n_runs"] == 3
+    assert scores.loc["A", "left_out"] == "cd/whu" and scores.loc["A", "datasets"] == "cd/cdd, cd/levir"
+    assert 0.0 <= scores.loc["A", "ci95_low"] <= 2 / 3 <= scores.loc["A", "ci95_high"] <= 1.0
+    norm = df.set_index(["dataset", "backbone"])["normalized"]
+    assert norm[("levir", "A")] == pytest.approx(0.75) and norm[("cdd", "B")] == pytest.approx(0.5)  # the row's IQM
+    assert math.isnan(norm[("whu", "A")])
+    section = md.split("## Normalised score per backbone (GEO-Bench)")[1]
+    assert section.index("| A |") < section.index("| B |")  # best first
+    assert "| A | none | default | 32-true | 0.667 [" in section and "| 2: cd/cdd, cd/levir | 3 | cd/whu |" in section
+    again = write_leaderboard(tmp_path, runs, tmp_path / "paper.csv")
+    assert again["backbones_csv"].read_text() == (tmp_path / "leaderboard_backbones.csv").read_text()  # reproducible
+
+
+def test_detection_rows_show_map_and_per_class_ap(tmp_path):
+    """Beside the headline AP50: COCO mAP@[.5:.95] and AP75 (means over seeds), and each class's AP50 per row
+    (mean over seeds; a class without a value in one run is averaged over the runs that have it)."""
+    import json
+
+    runs = tmp_path / "runs"
+    for seed, (ap50, m, ap75, plane, ship) in enumerate([(80.0, 50.0, 55.0, 90.0, 70.0), (78.0, 48.0, 53.0, 88.0, None)]):
+        d = _rec(runs, "det", "dior", "vitb_rvsa", seed, ap50, metric="AP50")
+        rec = json.loads((d / "metrics.json").read_text())
+        rec["metrics"].update(mAP=m, AP75=ap75, per_class={"AP50": {"airplane": plane, "ship": ship},
+                                                           "AP": {"airplane": 1.0, "ship": 2.0}})
+        atomic_write_json(d / "metrics.json", rec)
+    df, md = _board(tmp_path, runs)
+    row = df[df["task"] == "det"].iloc[0]
+    assert row["mean"] == 79.0 and row["also"] == "mAP=49.00; AP75=54.00"
+    assert "| mAP=49.00; AP75=54.00 |" in md
+    pc = pd.read_csv(tmp_path / "leaderboard_per_class.csv")
+    got = {r["class"]: (r["metric"], r["mean"], r["n_runs"]) for _, r in pc.iterrows()}
+    assert got == {"airplane": ("AP50", 89.0, 2), "ship": ("AP50", 70.0, 1)}
+    assert "det / dior: per-class AP50" in md and "| airplane | 89.00 |" in md

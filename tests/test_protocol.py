@@ -129,7 +129,8 @@ def test_config_hash_follows_data_keys_that_change_the_run():
     for key, value in (("data.batch_size", 32), ("data.img_size", 160), ("data.eval_batch_size", 8),
                        ("data.normalize", "dataset"), ("optim.lr", 1e-3), ("trainer.precision", "bf16-mixed")):
         assert config_hash(compose_config(["dataset=eurosat", f"{key}={value}"])) != h, key
-    for key, value in (("data.num_workers", 0), ("protocol", "paper"), ("dataset.split_source", "x"), ("leaderboard", False)):
+    for key, value in (("data.num_workers", 0), ("protocol", "paper"), ("dataset.split_source", "x"), ("leaderboard", False),
+                       ("data.full_check_max_samples", 0), ("dataset.kwargs.verify", "full")):  # checks, not the run
         assert config_hash(compose_config(["dataset=eurosat", f"{key}={value}"])) == h, key
 
 

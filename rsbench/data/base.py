@@ -26,7 +26,10 @@ from typing import Any, Callable, ClassVar, Mapping
 
 from torch.utils.data import Dataset
 
-VERIFY = ("none", "header", "full")
+#: what a loader checks before training: nothing, every file's header, every file decoded; ``auto`` (the configs'
+#: default) is ``header`` in the loader, and the datamodule reads a small split in full
+#: (:meth:`rsbench.data.datamodule.RSDataModule.check`)
+VERIFY = ("none", "header", "full", "auto")
 _UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
 
 
@@ -78,5 +81,5 @@ class RSDataset(Dataset):
     @staticmethod
     def check_verify(verify: str) -> str:
         if verify not in VERIFY:
-            raise ValueError(f"verify must be none|header|full, got {verify!r}")
+            raise ValueError(f"verify must be none|header|full|auto, got {verify!r}")
         return verify

@@ -26,6 +26,13 @@ from rsbench.errors import ConfigError
 log = logging.getLogger(__name__)
 
 STAGES = ("train", "val", "test", "predict")
+#: splits of at most this many samples are read in full before training (``data.full_check_max_samples``)
+FULL_CHECK_MAX_SAMPLES = 1000
+
+
+def _discard(batch: Any) -> None:
+    """The collate of the full read before training: the samples were read; nothing is kept."""
+    return None
 
 
 class Transformed(Dataset):
@@ -59,6 +66,7 @@ class RSDataModule(L.LightningDataModule):
         splits: Mapping[str, str | None],
         transforms: Callable[..., dict[str, Callable]] | None = None,
         batch_size: int,
+        per_device_batch: int | None = None,
         eval_batch_size: int | None = None,
         num_workers: int = 4,
         normalize: str | Mapping[str, Any] = "imagenet",
@@ -71,6 +79,7 @@ class RSDataModule(L.LightningDataModule):
         cache_dir: str | Path | None = None,
         sample: bool = False,
         sample_kwargs: Mapping[str, Any] | None = None,
+        full_check_max_samples: int = FULL_CHECK_MAX_SAMPLES,
     ) -> None:
         super().__init__()
         self.dataset, self.root = dataset, Path(root)
@@ -80,6 +89,7 @@ class RSDataModule(L.LightningDataModule):
             raise ConfigError(f"dataset.splits: unknown stage(s) {sorted(unknown)}; stages are {', '.join(STAGES)}")
         self.transform_factory = transforms
         self.batch_size, self.eval_batch_size = int(batch_size), eval_batch_size
+        self.per_device_batch = None if per_device_batch is None else int(per_device_batch)
         self.num_workers = int(num_workers)
         self.normalize = normalize
         self.dataset_kwargs = dict(dataset_kwargs or {})
@@ -88,6 +98,9 @@ class RSDataModule(L.LightningDataModule):
                                  **dict(transform_kwargs or {})}
         self.stats_key, self.cache_dir = stats_key, cache_dir
         self.sample, self.sample_kwargs = bool(sample), dict(sample_kwargs or {})
+        self.full_check_max_samples = int(full_check_max_samples or 0)
+        self._train_loader: Any = None  # the ResumableLoader of this fit, and a position to resume it at
+        self._train_state: dict[str, Any] | None = None
         self._sample_written = False
         self.raw: dict[str, Dataset] = {}
         self.datasets: dict[str, Dataset] = {}
@@ -105,12 +118,40 @@ class RSDataModule(L.LightningDataModule):
             if self.root.exists() and any(self.root.iterdir()):
                 raise ConfigError(f"dataset.sample=true but {self.root} already holds other files; "
                                   "point dataset.root at an empty folder")
-            write_sample(self.dataset, self.root, seed=0, **self.sample_kwargs)
+            self._write_sample_atomically(write_sample)
         log.info("NOTE: %s\n      %s written to %s", SAMPLE_NOTE, self.dataset, self.root)
         self._sample_written = True
 
+    def _write_sample_atomically(self, write_sample: Callable) -> None:
+        """Write the sample beside the root and rename it into place, so that sweep members starting together
+        (hydra/launcher=local or slurm) never see half a sample or each other's files: the first rename wins."""
+        import os
+        import shutil
+
+        from rsbench.data.samples import is_sample
+
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.root.parent / f".{self.root.name}.sample-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            write_sample(self.dataset, tmp, seed=0, **self.sample_kwargs)
+            try:
+                if self.root.is_dir() and not any(self.root.iterdir()):
+                    self.root.rmdir()
+                os.rename(tmp, self.root)
+            except OSError:
+                if not is_sample(self.root):  # not another member's sample: a real conflict
+                    raise ConfigError(f"dataset.sample=true but {self.root} already holds other files; "
+                                      "point dataset.root at an empty folder") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
     def check(self) -> None:
-        """Build every configured split: layout, split files and (per ``verify``) every file."""
+        """Build every configured split: layout, split files and (per ``verify``) every file.
+
+        ``dataset_kwargs.verify``: ``auto`` (the default) opens every file's header (the loader's
+        ``header``) and reads every sample of a split of at most ``full_check_max_samples`` samples in
+        full; ``none``, ``header`` and ``full`` go to the loader as they are (``full``: every file decoded)."""
         from rsbench.data.registry import DATASETS
         from rsbench.data.samples import is_sample
 
@@ -120,9 +161,16 @@ class RSDataModule(L.LightningDataModule):
         if self.sample or is_sample(self.root):  # what the generated copy needs (RESISC45: its own split files)
             extra = DATASETS.get(self.dataset).sample_loader_kwargs(self.root)
             kw.update({k: v for k, v in extra.items() if kw.get(k) is None})
+        # verify=auto (the default): the loader opens every file's header; a split of at most
+        # full_check_max_samples samples is then read in full as well (_read_every_sample)
+        auto = kw.get("verify", "auto") in ("auto", None)
+        decoded: set[str] = set()
         for stage, split in self.splits.items():
             self.raw[stage] = build_dataset(self.dataset, self.root, split, None, **kw)
             log.info("%s %s (%s): %d samples", self.dataset, stage, split, len(self.raw[stage]))
+            if auto and split not in decoded and 0 < len(self.raw[stage]) <= self.full_check_max_samples:
+                self._read_every_sample(self.raw[stage], split)
+                decoded.add(split)
         self.mean, self.std = self._norm_stats()
         tfs = self.transform_factory(mean=self.mean, std=self.std, **self.transform_kwargs) \
             if self.transform_factory else {}
@@ -133,6 +181,27 @@ class RSDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.check()
+
+    def _read_every_sample(self, ds: Dataset, split: str) -> None:
+        """Read (decode) every sample of a small split as training will, before training: a file whose header
+        reads but whose pixels do not (an image cut short) is a :class:`DataError` naming it now, not mid-run.
+        With ``num_workers`` workers, as the loaders read."""
+        import time
+
+        from rsbench.errors import RsbenchError, unwrap_worker_error
+
+        t0 = time.perf_counter()
+        try:
+            if self.num_workers > 0 and len(ds) > 1:
+                for _ in DataLoader(ds, batch_size=16, num_workers=min(self.num_workers, len(ds)), collate_fn=_discard):
+                    pass
+            else:
+                for i in range(len(ds)):
+                    ds[i]
+        except RsbenchError as e:  # a worker's error as the original one (its message names the file)
+            raise unwrap_worker_error(e) from None
+        log.info("%s %s: all %d samples read in full before training (%.1f s)", self.dataset, split, len(ds),
+                 time.perf_counter() - t0)
 
     def has_split(self, stage: str) -> bool:
         return stage in self.splits
@@ -179,6 +248,24 @@ class RSDataModule(L.LightningDataModule):
         t = self.trainer
         return (getattr(t, "world_size", 1), getattr(t, "global_rank", 0)) if t is not None else (1, 0)
 
+    def batch_plan(self, world: int | None = None) -> dict[str, int]:
+        """How the recipe's total batch is reached on ``world`` processes: ``per_device`` x ``world`` x
+        ``accumulate`` = ``total`` exactly (the official runs: 4-8 GPUs, no accumulation), or a ConfigError."""
+        world = self._world()[0] if world is None else int(world)
+        total, cap = self.batch_size, self.per_device_batch
+        if total % world:
+            raise ConfigError(f"data.batch_size={total} (the total batch) is not divisible by the {world} processes "
+                              f"(devices x nodes); choose a device count that divides it")
+        per = total // world
+        if cap is None or cap >= per:
+            return {"total": total, "world": world, "per_device": per, "accumulate": 1}
+        if cap < 1:
+            raise ConfigError(f"data.per_device_batch={cap}: expected a positive integer")
+        accumulate = -(-per // cap)
+        while per % accumulate:  # the smallest accumulation that splits the per-process batch evenly
+            accumulate += 1
+        return {"total": total, "world": world, "per_device": per // accumulate, "accumulate": accumulate}
+
     def _collate(self) -> Callable | None:
         module = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
         return getattr(module, "collate_fn", None)
@@ -188,9 +275,7 @@ class RSDataModule(L.LightningDataModule):
             raise ConfigError(f"dataset {self.dataset!r} has no split configured for {stage!r} "
                               f"(dataset.splits.{stage}=...)")
         world, rank = self._world()
-        if self.batch_size % world:
-            raise ConfigError(f"data.batch_size={self.batch_size} is not divisible by the {world} devices")
-        bs = self.batch_size // world
+        bs = self.batch_plan(world)["per_device"]
         if not train and self.eval_batch_size:
             bs = int(self.eval_batch_size)
         ds = self.datasets[stage]
@@ -205,15 +290,49 @@ class RSDataModule(L.LightningDataModule):
         # (EuroSAT 16,200 images at 64: 254 iterations per epoch). Iteration-based runs
         # (max_epochs=-1: mmseg's InfiniteSampler, whose batches are always full) drop it.
         iteration_based = getattr(self.trainer, "max_epochs", None) == -1
-        return DataLoader(
-            ds, batch_size=bs, shuffle=train and sampler is None, sampler=sampler,
-            drop_last=train and iteration_based and len(ds) > bs, num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(), persistent_workers=self.num_workers > 0,
-            collate_fn=self._collate(),
-        )
+        drop_last = train and iteration_based and len(ds) > bs
+        common = dict(num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
+                      persistent_workers=self.num_workers > 0, collate_fn=self._collate())
+        if train and world == 1 and self.trainer is not None and not self._distributed():
+            # the same shuffled batches as shuffle=True, with a state Lightning checkpoints, so a step checkpoint
+            # resumes mid-epoch at the next batch (rsbench/data/resumable.py)
+            from rsbench.data.resumable import ResumableBatchSampler, ResumableLoader
+
+            trainer = self.trainer
+            loader = ResumableLoader(ds, batch_sampler=ResumableBatchSampler(len(ds), bs, drop_last,
+                                                                             track_rng=self.num_workers == 0),
+                                     progress=lambda: trainer.fit_loop.epoch_loop.batch_progress.current.processed,
+                                     **common)
+            self._train_loader = loader
+            if self._train_state is not None:
+                loader.load_state_dict(self._train_state)
+                self._train_state = None
+            return loader
+        return DataLoader(ds, batch_size=bs, shuffle=train and sampler is None, sampler=sampler, drop_last=drop_last,
+                          **common)
+
+    def _distributed(self) -> bool:
+        """A DDP-style strategy (even on one process): Lightning puts its DistributedSampler in the train loader."""
+        from lightning.pytorch.strategies import ParallelStrategy
+
+        return isinstance(getattr(self.trainer, "strategy", None), ParallelStrategy)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
+
+    # -- the train loader's position in every checkpoint (Lightning saves and restores a datamodule's state) --
+    def state_dict(self) -> dict[str, Any]:
+        """Where the train loader is in its epoch (rsbench/data/resumable.py). Kept here, not only in Lightning's
+        loop state: Lightning restores that only when it builds the train loader after the checkpoint is read,
+        and the schedule (``estimated_stepping_batches``) builds it before."""
+        loader = self._train_loader
+        return {"train_loader": loader.state_dict()} if loader is not None and hasattr(loader, "state_dict") else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._train_state = state.get("train_loader")
+        if self._train_state is not None and self._train_loader is not None:
+            self._train_loader.load_state_dict(self._train_state)  # before its first batch is drawn
+            self._train_state = None
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", train=False)

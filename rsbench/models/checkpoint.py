@@ -125,8 +125,38 @@ def _read_file(path: Path) -> Any:
 
             return load_file(str(path))
         return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 — re-raised naming the file
-        raise WeightsError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
+    except Exception as e:  # noqa: BLE001 — re-raised naming the file and what is wrong with it
+        raise WeightsError(f"cannot read checkpoint {path}: {describe_unreadable(path, e)}") from e
+
+
+#: the first bytes of the formats ``torch.load`` reads: a zip archive (torch ≥ 1.6) or a pickle (older torch)
+_ZIP_MAGIC, _PICKLE_MAGIC = b"PK\x03\x04", b"\x80"
+
+
+def describe_unreadable(path: Path, e: BaseException) -> str:
+    """What is wrong with a checkpoint file ``torch.load`` (or safetensors) refused, in words: empty,
+    truncated / corrupt, or not a checkpoint at all; the loader's own message follows in brackets."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(8)
+    except OSError as err:
+        return f"the file cannot be opened ({err})"
+    detail = " ".join(f"{type(e).__name__}: {e}".split()).split(". ")[0]  # its first sentence
+    if len(detail) > 200:
+        detail = detail[:200] + "…"
+    if size == 0:
+        what = "the file is empty (0 bytes)"
+    elif path.suffix == ".safetensors":
+        what = f"not a complete safetensors file ({size:,} bytes; truncated or corrupt)"
+    elif head.startswith(_ZIP_MAGIC):
+        what = f"the file is truncated or corrupt ({size:,} bytes: a PyTorch zip archive that does not read to its end)"
+    elif head.startswith(_PICKLE_MAGIC):
+        what = f"the file is truncated or corrupt ({size:,} bytes: a legacy PyTorch pickle that does not read)"
+    else:
+        what = (f"not a PyTorch checkpoint at all (its first bytes {head[:8]!r} are neither a PyTorch zip archive nor "
+                "a pickle; expected a file written by torch.save, or a .safetensors file)")
+    return f"{what} [{detail}]"
 
 
 def strip_prefix(key: str, prefix: str) -> str:
@@ -154,7 +184,8 @@ def load_state_dict_checked(
         if k in own and tuple(v.shape) != tuple(own[k].shape)
     ]
     if bad:
-        raise WeightsError(f"{path}: {len(bad)} tensors do not fit the model: " + "; ".join(bad[:8]))
+        raise WeightsError(f"{path}: {len(bad)} tensors do not fit the model (size mismatch: a checkpoint of another "
+                           f"architecture or width?): " + "; ".join(bad[:8]))
     result = model.load_state_dict(dict(state_dict), strict=False)
     missing = [k for k in result.missing_keys if not any(s in k for s in ignore_missing)]
     report = LoadReport(

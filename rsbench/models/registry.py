@@ -2,7 +2,8 @@
 
 ``build_backbone`` (1) resolves ``pretrained`` to a file (:func:`rsbench.models.weights.resolve_weights`;
 a run resolves it once beforehand and passes the path, for which this is only a check), (2) builds the
-registered backbone ``name`` — or the timm model of that name — with its raw maps, (3) for
+registered backbone ``name`` — or, given ``target=<import path>``, the user's encoder
+(:mod:`rsbench.models.backbones.custom`), or the timm model of that name — with its raw maps, (3) for
 ``features="pyramid"`` applies :func:`rsbench.models.necks.as_pyramid`, and (4) loads the weights into
 the result with :func:`rsbench.models.checkpoint.load_checkpoint` and the backbone's own
 ``checkpoint_filter_fn``. The :class:`~rsbench.models.checkpoint.LoadReport` is kept in ``load_report``
@@ -16,7 +17,7 @@ from typing import Any
 
 import torch.nn as nn
 
-from rsbench.errors import ConfigError
+from rsbench.errors import ConfigError, WeightsError
 from rsbench.models.checkpoint import load_checkpoint
 from rsbench.models.necks import as_pyramid
 from rsbench.models.weights import resolve_weights
@@ -48,7 +49,9 @@ def build_backbone(
     if features not in FEATURES:
         raise ConfigError(f"backbone features={features!r}: expected one of {', '.join(FEATURES)}")
     path = resolve_weights(name, pretrained, weights_dir)
-    if name in BACKBONES:
+    if "target" in kw:  # your own encoder by its import path (backbones/custom.py), under any name
+        body = BACKBONES.get("custom")(img_size=img_size, in_chans=in_chans, **kw)
+    elif name in BACKBONES:
         body = BACKBONES.get(name)(img_size=img_size, in_chans=in_chans, **kw)
     else:
         from rsbench.models.backbones.timm_backbone import TimmBackbone
@@ -57,7 +60,12 @@ def build_backbone(
     model = as_pyramid(body) if features == "pyramid" else body
     model.load_report = None
     if path is not None:
-        model.load_report = load_checkpoint(
-            model, path, filter_fn=getattr(model, "checkpoint_filter_fn", None), allow_missing=allow_missing
-        )
+        try:
+            model.load_report = load_checkpoint(
+                model, path, filter_fn=getattr(model, "checkpoint_filter_fn", None), allow_missing=allow_missing
+            )
+        except WeightsError as e:  # the file and the backbone named, and what to do
+            raise WeightsError(f"backbone.pretrained of backbone {name!r}: {e}\n"
+                               f"Give a checkpoint of this backbone (backbone.pretrained=<file>), or train from "
+                               f"scratch with backbone.pretrained=none.") from e
     return model
