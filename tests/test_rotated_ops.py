@@ -492,3 +492,22 @@ def test_midpoint_encode_keeps_mmrotates_0p1_pixel_tolerance():
     assert float(m.decode(anchor, d)[0, 3]) < 0.05  # degenerate
     d2 = m.encode(anchor, T([50, 50, 40, 20, -0.003]))  # counter-clockwise: consistent, decodes back
     torch.testing.assert_close(m.decode(anchor, d2), T([50, 50, 40, 20, -0.003]), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("extent", [1024.0, 150.0])  # a sparse scene and a crowded one
+def test_blocked_cpu_iou_equals_the_dense_kernel(extent, monkeypatch):
+    """Large CPU inputs are computed in blocks where the horizontal boxes meet; every value equals the one
+    dense kernel call on all pairs (to float32 rounding: the kernel is not symmetric in its arguments)."""
+    from rsbench.models.ops import rbox as R
+
+    g = torch.Generator().manual_seed(3)
+    u = torch.rand(1300, 5, generator=g, dtype=torch.float64)
+    boxes = torch.stack([u[:, 0] * extent, u[:, 1] * extent, 3 + u[:, 2] * 50, 3 + u[:, 3] * 20,
+                         (u[:, 4] - 0.5) * math.pi], 1).float()
+    a, b = boxes[:700], boxes[700:]
+    blocked, blocked_t = R.rbox_iou(a, b), R.rbox_iou(b, a)
+    assert (blocked > 0).float().mean() < (0.2 if extent > 500 else 1.0)
+    monkeypatch.setattr(R, "_BLOCKED_MIN_PAIRS", 1 << 60)
+    dense = R.rbox_iou(a, b)
+    torch.testing.assert_close(blocked, dense, rtol=0, atol=3e-7)
+    torch.testing.assert_close(blocked_t, dense.T, rtol=0, atol=3e-7)

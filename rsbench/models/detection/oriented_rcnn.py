@@ -58,7 +58,7 @@ from rsbench.models.detection.fpn import DetectionBackbone
 from rsbench.models.detection.matcher import MaxIoUMatcher
 from rsbench.models.detection.rpn import at_least_fp32
 from rsbench.models.detection.transform import PadOnlyTransform
-from rsbench.models.ops.rbox import rbox_iou, rbox_to_hbox, to_torchvision_rbox
+from rsbench.models.ops.rbox import rbox_iou, rbox_to_hbox
 from rsbench.models.ops.rbox_coders import DeltaXYWHTRBoxCoder, MidpointOffsetCoder
 from rsbench.models.ops.roi_align_rotated import roi_align_rotated
 from rsbench.models.ops.rotated_nms import batched_nms_rotated
@@ -105,37 +105,14 @@ def rotated_roi_levels(rboxes: Tensor, num_levels: int, finest_scale: float = 56
 
 
 def sparse_rbox_iou(a: Tensor, b: Tensor, min_size: float = 1e-3, dense_pairs: int = DENSE_IOU_PAIRS) -> Tensor:
-    """``rbox_iou(a, b)`` ``(N, M)``, computed only for the pairs whose enclosing horizontal boxes meet.
+    """``rbox_iou(a, b)`` ``(N, M)`` for the assigner (gts x proposals of a dense patch), in ``a``'s dtype.
 
-    Equal to :func:`~rsbench.models.ops.rbox.rbox_iou` (pairs whose enclosing boxes of the clamped boxes
-    are apart have rotated IoU 0), in ``a``'s dtype: dense on CUDA or below ``dense_pairs`` pairs;
-    otherwise one kernel call per row of ``a`` (a gt) on its candidate columns (dense scenes: each gt
-    meets few proposals; 2000 x 1000 boxes on a 1024 px patch: ~0.15 s on one CPU thread, dense ~0.7 s).
+    :func:`~rsbench.models.ops.rbox.rbox_iou` itself computes large CPU inputs only where the enclosing
+    horizontal boxes meet (blocked kernel calls): 1000 gts x 2000 proposals on a 1024 px patch ~50 ms on one
+    CPU thread (the former per-gt loop here: ~0.55 s; scripts/bench_rotated.py). ``dense_pairs`` is kept
+    for callers; the choice is rbox_iou's.
     """
-    n, m = a.shape[0], b.shape[0]
-    dtype = a.dtype
-    a, b = a.detach(), b.detach().to(dtype)
-    if n == 0 or m == 0 or a.is_cuda or n * m <= dense_pairs:
-        return rbox_iou(a, b, min_size=min_size)
-    ta = to_torchvision_rbox(a, min_size).contiguous()
-    tb = to_torchvision_rbox(b, min_size).contiguous()
-    ha = rbox_to_hbox(torch.cat([a[:, :2], ta[:, 2:4], a[:, 4:]], 1))
-    hb = rbox_to_hbox(torch.cat([b[:, :2], tb[:, 2:4], b[:, 4:]], 1))
-    cand = ((torch.minimum(ha[:, None, 2:], hb[None, :, 2:]) >= torch.maximum(ha[:, None, :2], hb[None, :, :2]))
-            .all(dim=-1))
-    rows, cols = torch.where(cand)  # row-major: the candidates of each row of ``a`` are contiguous
-    counts = torch.bincount(rows, minlength=n).tolist()
-    from rsbench.models.ops.rbox import box_iou_rotated as kernel  # the kernel, near-coincident pairs repaired
-
-    values, start = [], 0
-    for i, k in enumerate(counts):
-        if k:
-            values.append(kernel(ta[i : i + 1], tb[cols[start : start + k]])[0])
-            start += k
-    out = a.new_zeros((n, m), dtype=dtype)
-    if values:
-        out[rows, cols] = torch.cat(values).to(dtype)
-    return out
+    return rbox_iou(a.detach(), b.detach().to(a.dtype), min_size=min_size)
 
 
 class OrientedRPNHead(nn.Module):

@@ -346,14 +346,48 @@ def _aligned_kernel(ta: Tensor, tb: Tensor, chunk: int) -> Tensor:
     return torch.cat([kernel(ta[i : i + chunk], tb[i : i + chunk]).diagonal() for i in range(0, ta.shape[0], chunk)])
 
 
+_BLOCK_ROWS = 64  # rows of ``a`` per kernel call in the blocked CPU path
+_BLOCKED_MIN_PAIRS = 1 << 16  # below this many pairs, a side under 4 blocks, or on CUDA: one dense kernel call
+
+
+def _iou_matrix(ta: Tensor, tb: Tensor, ga: Tensor, gb: Tensor) -> Tensor:
+    """The kernel's ``(N, M)`` IoU with the near-coincident pairs repaired (:func:`_repair_matrix`).
+
+    On CPU, for large inputs, blocked: the rows of ``a`` are ordered along square cells of the scene
+    (each run of :data:`_BLOCK_ROWS` rows covers a small patch) and each block is computed only against the
+    boxes of ``b`` whose grown horizontal box meets the block's, the rest are 0 (their rotated boxes
+    cannot meet). The same values as the dense call on every pair (the kernel is per pair), at a
+    fraction of its cost on sparse scenes (2000 x 2000 boxes on 1024 px: ~15x fewer kernel pairs)."""
+    n, m = ta.shape[0], tb.shape[0]
+    if ta.is_cuda or n * m < _BLOCKED_MIN_PAIRS or min(n, m) < 4 * _BLOCK_ROWS:
+        return _repair_matrix(torch.ops.torchvision.box_iou_rotated(ta, tb), ga, gb)
+    if n < m:  # block the longer side
+        return _iou_matrix(tb, ta, gb, ga).T.contiguous()
+    ha, hb = _grown_hbox(ga), _grown_hbox(gb)
+    lo, hi = ha[:, :2].amin(dim=0), ha[:, 2:].amax(dim=0)
+    cell = float((hi - lo).max()) * math.sqrt(_BLOCK_ROWS / n) + 1e-9
+    ctr = (ha[:, :2] + ha[:, 2:]) / 2
+    strip = torch.floor((ctr[:, 0] - lo[0]) / cell)
+    key = strip * (4 * n + 1) + torch.where(strip % 2 == 0, ctr[:, 1], hi[1] - ctr[:, 1]) / (hi[1] - lo[1] + 1e-9) * 2 * n
+    order = torch.argsort(key)  # boustrophedon along strips of one cell's width
+    out = torch.zeros((n, m), dtype=torch.float32)
+    for s in range(0, n, _BLOCK_ROWS):
+        rows = order[s : s + _BLOCK_ROWS]
+        box = torch.cat([ha[rows, :2].amin(dim=0), ha[rows, 2:].amax(dim=0)])
+        cols = torch.where((hb[:, 0] <= box[2]) & (hb[:, 2] >= box[0]) & (hb[:, 1] <= box[3]) & (hb[:, 3] >= box[1]))[0]
+        if cols.numel():
+            block = torch.ops.torchvision.box_iou_rotated(ta[rows], tb[cols])
+            out[rows[:, None], cols[None, :]] = _repair_matrix(block, ga[rows], gb[cols])
+    return out
+
+
 def box_iou_rotated(ta: Tensor, tb: Tensor) -> Tensor:
     """Drop-in for ``torch.ops.torchvision.box_iou_rotated`` (``(N, 5)`` x ``(M, 5)`` torchvision ``cxcywhr``
     boxes, degrees counter-clockwise → ``(N, M)`` float32 IoU), with the pairs the kernel can get wrong
     (near-coincident boxes: a corner of one within ``1e-3 * max side + 1e-3`` px of the other's boundary)
     recomputed exactly in float64. Any device; the extra cost is a horizontal-box overlap test on all
     pairs plus the corner test on the overlapping ones (see the module docstring)."""
-    iou = torch.ops.torchvision.box_iou_rotated(ta, tb)
-    return _repair_matrix(iou, _tv_geometry(ta), _tv_geometry(tb))
+    return _iou_matrix(ta, tb, _tv_geometry(ta), _tv_geometry(tb))
 
 
 def box_iou_rotated_aligned(ta: Tensor, tb: Tensor, chunk: int = 64) -> Tensor:
@@ -376,8 +410,7 @@ def rbox_iou(a: Tensor, b: Tensor, mode: str = "iou", min_size: float = 1e-3) ->
         return a.new_zeros((a.shape[0], b.shape[0]))
     ta = to_torchvision_rbox(a.detach(), min_size)
     tb = to_torchvision_rbox(b.detach().to(a.dtype), min_size)
-    iou = torch.ops.torchvision.box_iou_rotated(ta, tb).to(ta.dtype)
-    iou = _repair_matrix(iou, _geometry(a, min_size), _geometry(b, min_size))
+    iou = _iou_matrix(ta, tb, _geometry(a, min_size), _geometry(b, min_size)).to(ta.dtype)
     return _iou_to_mode(iou, ta, tb, mode, aligned=False)
 
 
