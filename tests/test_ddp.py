@@ -68,3 +68,29 @@ def test_batch_plan_rules():
     assert plan(4, 4, cap=16)["accumulate"] == 1
     with pytest.raises(ConfigError, match=r"data.batch_size=4 \(the total batch\) is not divisible by the 8 processes"):
         plan(4, 8)
+
+
+def test_ddp_run_killed_and_relaunched_ends_as_the_uninterrupted_run(tmp_path):
+    """Two gloo processes, SIGKILLed together in epoch 1 (after the epoch-0 checkpoint); the same command
+    resumes both from last.ckpt and ends with the weights and metrics of the run that was never killed."""
+    import os
+    from pathlib import Path
+
+    tests = str(Path(__file__).resolve().parent)
+    env = {"PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+    args = ["trainer.devices=2", "data.batch_size=4", "trainer.max_epochs=2", "+callbacks.kill._target_=killer.KillAt",
+            "+callbacks.kill.epoch=1", "+callbacks.kill.batch=2"]
+    run_rsbench([*TINY, "tag=whole", *args], tmp_path, env=env)
+    whole = json.loads((tmp_path / "results/runs/cls/eurosat/vitb_rvsa/whole-s0/metrics.json").read_text())
+    killed = run_rsbench([*TINY, "tag=killed", *args], tmp_path, check=False, env={**env, "RSBENCH_TEST_KILL": "1"})
+    assert killed.returncode == -9
+    run_dir = tmp_path / "results/runs/cls/eurosat/vitb_rvsa/killed-s0"
+    assert torch.load(run_dir / "checkpoints/last.ckpt", weights_only=True)["epoch"] == 0
+    again = run_rsbench([*TINY, "tag=killed", *args], tmp_path, env=env)
+    assert "resuming the unfinished run" in again.stdout + again.stderr
+    rec = json.loads((run_dir / "metrics.json").read_text())
+    assert rec["status"] == "ok" and rec["epochs"] == whole["epochs"] == 2 and rec["world_size"] == 2
+    assert rec["metrics"]["confusion_matrix"] == whole["metrics"]["confusion_matrix"]
+    w_whole = torch.load(whole["checkpoint"], weights_only=True)
+    w_again = torch.load(rec["checkpoint"], weights_only=True)
+    assert _max_diff(w_whole.get("state_dict", w_whole), w_again.get("state_dict", w_again)) == 0.0
