@@ -40,15 +40,42 @@ def collate_detection(samples: Sequence[Mapping[str, Any]]) -> dict[str, list[An
     return {k: [s[k] for s in samples] for k in samples[0]}
 
 
-class DetectionTask(BaseTask):
+class DetectorTask(BaseTask):
+    """What the detection tasks share: list batches (:func:`collate_detection`), a detector that returns its
+    loss dict in training and per-image predictions otherwise, the losses summed and logged. A subclass
+    gives ``targets(batch)``: the per-image dicts the detector trains on."""
+
+    collate_fn = staticmethod(collate_detection)
+    detector: torch.nn.Module
+
+    @staticmethod
+    def batch_size_of(batch: Mapping[str, Any]) -> int:
+        return len(batch["image"])
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        return self.detector(images)
+
+    def training_step(self, batch: Mapping[str, Any], _: int) -> torch.Tensor:
+        losses = self.detector(batch["image"], self.targets(batch))
+        loss = sum(losses.values())
+        n = self.batch_size_of(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        for k, v in losses.items():
+            self.log(f"train/{k}", v, batch_size=n)
+        return loss
+
+    @staticmethod
+    def _detach(preds: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
+        return [{k: v.detach() for k, v in p.items()} for p in preds]
+
+
+class DetectionTask(DetectorTask):
     """A torchvision detector on the rsbench backbone (module docstring).
 
     ``detector``: ``{name, **builder arguments}`` for :func:`rsbench.models.detection.build_detector`.
     The detector owns the backbone (``detector.backbone.body``, torchvision's place for it);
     ``self.backbone`` refers to it.
     """
-
-    collate_fn = staticmethod(collate_detection)
 
     def __init__(self, *, detector: Mapping[str, Any], **kw: Any) -> None:
         super().__init__(**kw)
@@ -70,26 +97,10 @@ class DetectionTask(BaseTask):
 
     # -- hooks ----------------------------------------------------------------------------------
     @staticmethod
-    def batch_size_of(batch: Mapping[str, Any]) -> int:
-        return len(batch["image"])
-
-    @staticmethod
     def targets(batch: Mapping[str, Any]) -> list[dict[str, torch.Tensor]]:
         return [{k: batch[k][i] for k in TARGET_KEYS} for i in range(len(batch["image"]))]
 
-    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        return self.detector(images)
-
     # -- steps ----------------------------------------------------------------------------------
-    def training_step(self, batch: Mapping[str, Any], _: int) -> torch.Tensor:
-        losses = self.detector(batch["image"], self.targets(batch))
-        loss = sum(losses.values())
-        n = self.batch_size_of(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=n)
-        for k, v in losses.items():
-            self.log(f"train/{k}", v, batch_size=n)
-        return loss
-
     def validation_step(self, batch: Mapping[str, Any], _: int) -> None:
         self.val_map.update(self._detach(self(batch["image"])), self.targets(batch))
 
@@ -118,7 +129,3 @@ class DetectionTask(BaseTask):
             "detector": self.detector_name,
         }
         self._n_test = 0
-
-    @staticmethod
-    def _detach(preds: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
-        return [{k: v.detach() for k, v in p.items()} for p in preds]

@@ -35,8 +35,7 @@ import torch
 
 from rsbench.errors import ConfigError
 from rsbench.metrics.rotated import RotatedMeanAveragePrecision
-from rsbench.tasks.base import BaseTask
-from rsbench.tasks.detection import BACKBONE_PATH, collate_detection
+from rsbench.tasks.detection import BACKBONE_PATH, DetectorTask
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +56,13 @@ def build_rotated_detector(name: str, backbone: torch.nn.Module, num_classes: in
     raise ConfigError(f"task.module.detector.name: unknown rotated detector {name!r}; known: {', '.join(DETECTORS)}")
 
 
-class RotatedDetectionTask(BaseTask):
+class RotatedDetectionTask(DetectorTask):
     """Oriented R-CNN on the rsbench backbone (module docstring).
 
     ``detector``: ``{name, **builder arguments}``; ``metric_mode``: ``mmrotate`` | ``devkit``;
     ``ap_mode``: ``voc07`` | ``area``; ``iou_threshold``: 0.5. The detector holds the backbone at
     ``detector.backbone.body`` (stored once; layer-wise LR decay reads its names under that prefix).
     """
-
-    collate_fn = staticmethod(collate_detection)
 
     def __init__(self, *, detector: Mapping[str, Any], metric_mode: str = "mmrotate", ap_mode: str = "voc07",
                  iou_threshold: float = 0.5, merge_iou: float = 0.1, **kw: Any) -> None:
@@ -88,27 +85,11 @@ class RotatedDetectionTask(BaseTask):
 
     # -- hooks ----------------------------------------------------------------------------------
     @staticmethod
-    def batch_size_of(batch: Mapping[str, Any]) -> int:
-        return len(batch["image"])
-
-    @staticmethod
     def targets(batch: Mapping[str, Any], keys: tuple[str, ...] = TARGET_KEYS) -> list[dict[str, torch.Tensor]]:
         return [{k: batch[k][i] for k in keys if k in batch and batch[k][i] is not None}
                 for i in range(len(batch["image"]))]
 
-    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        return self.detector(images)
-
     # -- steps ----------------------------------------------------------------------------------
-    def training_step(self, batch: Mapping[str, Any], _: int) -> torch.Tensor:
-        losses = self.detector(batch["image"], self.targets(batch))
-        loss = sum(losses.values())
-        n = self.batch_size_of(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=n)
-        for k, v in losses.items():
-            self.log(f"train/{k}", v, batch_size=n)
-        return loss
-
     def validation_step(self, batch: Mapping[str, Any], _: int) -> None:
         self.val_map.update(self._detach(self(batch["image"])), self.targets(batch, METRIC_KEYS))
 
@@ -186,10 +167,6 @@ class RotatedDetectionTask(BaseTask):
         log.info("submission: %s (%d images, %d detections after merging)", summary.get("zip"),
                  summary.get("num_images", 0), summary.get("num_detections", 0))
         return {"merged": summary}
-
-    @staticmethod
-    def _detach(preds: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
-        return [{k: v.detach() for k, v in p.items()} for p in preds]
 
 
 def read_detections(path: Path, class_names: list[str]) -> dict[str, torch.Tensor]:

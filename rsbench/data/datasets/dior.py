@@ -100,22 +100,84 @@ def parse_voc_xml(path: Path, class_index: dict[str, int] = CLASS_INDEX
                 raise DataError(f"{path}: object {i} ({raw.strip()}): <{tag}> is {text!r}, not a number") from None
         boxes.append(coords)
         labels.append(class_index[key])
-    size = None
-    s = root.find("size")
-    if s is not None:
-        try:
-            w, h = int(float(s.findtext("width") or 0)), int(float(s.findtext("height") or 0))
-            size = (h, w) if w > 0 and h > 0 else None
-        except ValueError:
-            size = None
+    size = xml_size(root)
     if not boxes:
         b, lab = empty_boxes()
         return b, lab, size
     return check_box_array(boxes, path), np.asarray(labels, np.int64), size
 
 
+def xml_size(root: ET.Element) -> tuple[int, int] | None:
+    """``(H, W)`` from a VOC ``<size>`` element, or None when absent or not positive."""
+    s = root.find("size")
+    if s is None:
+        return None
+    try:
+        w, h = int(float(s.findtext("width") or 0)), int(float(s.findtext("height") or 0))
+    except ValueError:
+        return None
+    return (h, w) if w > 0 and h > 0 else None
+
+
+class DIORLayout:
+    """Where the files of the DIOR release are (shared by DIOR and DIOR-R): the base folder, the annotation
+    folder of the dataset's box kind, the image folder of a split, and the ImageSets split lists."""
+
+    display_name = "DIOR"
+    base_names: tuple[str, ...] = ("DIOR",)
+    annotation_dirs: tuple[str, ...] = ANNOTATION_DIRS
+    box_kind = "horizontal-box"
+    expected_layout = LAYOUT
+    root: Path
+    base: Path
+    split: str
+
+    def _find_base(self) -> Path:
+        for cand in (self.root, *(self.root / n for n in self.base_names)):
+            if (cand / "ImageSets").is_dir() or (cand / "Annotations").is_dir():
+                return cand
+        raise DataError(f"{self.display_name}: no ImageSets/ or Annotations/ folder under {self.root} "
+                        f"(nor {self.root / self.base_names[0]}).\nExpected layout:\n{self.expected_layout}")
+
+    def _find_annotations(self, given: str | Path | None) -> Path:
+        if given is not None:
+            p = Path(given)
+            p = p if p.is_absolute() else self.base / p
+            if not p.is_dir():
+                raise DataError(f"{self.display_name}: annotation folder {p} (dataset.kwargs.annotations) not found")
+            return p
+        for rel in self.annotation_dirs:
+            p = self.base / rel
+            if p.is_dir() and (rel != "Annotations" or any(p.glob("*.xml"))):  # the bare folder only with XMLs in it
+                return p
+        tried = "\n  ".join(str(self.base / r) for r in self.annotation_dirs)
+        raise DataError(f"{self.display_name}: no folder of {self.box_kind} XMLs; looked for:\n  {tried}\n"
+                        f"Expected layout:\n{self.expected_layout}")
+
+    def _image_dir(self, folder: str) -> Path:
+        d = self.base / folder
+        if (d / folder).is_dir():  # unpacked one level too deep
+            d = d / folder
+        if not d.is_dir():
+            raise DataError(f"{self.display_name} {self.split}: image folder {d} not found.\n"
+                            f"Expected layout:\n{self.expected_layout}")
+        return d
+
+    def _split_names(self, split: str) -> tuple[list[str], str]:
+        main = self.base / "ImageSets" / "Main"
+        if split == "trainval" and not (main / "trainval.txt").is_file():
+            a, sa = self._split_names("train")
+            b, sb = self._split_names("val")
+            return list(dict.fromkeys(a + b)), f"{sa} + {sb}"
+        path = main / f"{split}.txt"
+        if not path.is_file():
+            raise DataError(f"{path}: split file not found.\nExpected layout:\n{self.expected_layout}")
+        names = [n[:-4] if n.lower().endswith((".jpg", ".xml")) else n for n in read_lines(path)]
+        return names, str(path)
+
+
 @DATASETS.register("dior")
-class DIOR(DetectionDataset):
+class DIOR(DIORLayout, DetectionDataset):
     """DIOR horizontal boxes in the official layout (module docstring); splits train, val, trainval, test."""
 
     classes = CLASSES
@@ -148,47 +210,6 @@ class DIOR(DetectionDataset):
         if verify == "full":
             for i in range(len(self)):
                 self._load(i)
-
-    def _find_base(self) -> Path:
-        for cand in (self.root, self.root / "DIOR"):
-            if (cand / "ImageSets").is_dir() or (cand / "Annotations").is_dir():
-                return cand
-        raise DataError(f"DIOR: no ImageSets/ or Annotations/ folder under {self.root} (nor {self.root / 'DIOR'}).\n"
-                        f"Expected layout:\n{LAYOUT}")
-
-    def _find_annotations(self, given: str | Path | None) -> Path:
-        if given is not None:
-            p = Path(given)
-            p = p if p.is_absolute() else self.base / p
-            if not p.is_dir():
-                raise DataError(f"DIOR: annotation folder {p} (dataset.kwargs.annotations) not found")
-            return p
-        for rel in ANNOTATION_DIRS:
-            p = self.base / rel
-            if p.is_dir() and (rel != "Annotations" or any(p.glob("*.xml"))):
-                return p
-        tried = "\n  ".join(str(self.base / r) for r in ANNOTATION_DIRS)
-        raise DataError(f"DIOR: no folder of horizontal-box XMLs; looked for:\n  {tried}\nExpected layout:\n{LAYOUT}")
-
-    def _image_dir(self, folder: str) -> Path:
-        d = self.base / folder
-        if (d / folder).is_dir():  # unpacked one level too deep
-            d = d / folder
-        if not d.is_dir():
-            raise DataError(f"DIOR {self.split}: image folder {d} not found.\nExpected layout:\n{LAYOUT}")
-        return d
-
-    def _split_names(self, split: str) -> tuple[list[str], str]:
-        main = self.base / "ImageSets" / "Main"
-        if split == "trainval" and not (main / "trainval.txt").is_file():
-            a, sa = self._split_names("train")
-            b, sb = self._split_names("val")
-            return list(dict.fromkeys(a + b)), f"{sa} + {sb}"
-        path = main / f"{split}.txt"
-        if not path.is_file():
-            raise DataError(f"{path}: split file not found.\nExpected layout:\n{LAYOUT}")
-        names = [n[:-4] if n.lower().endswith((".jpg", ".xml")) else n for n in read_lines(path)]
-        return names, str(path)
 
     @classmethod
     def write_sample(cls, root: Path, seed: int = 0, *, sizes: tuple[int, ...] = (96, 128, 64, 112, 80, 128, 96, 64)

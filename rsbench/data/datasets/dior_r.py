@@ -39,9 +39,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from rsbench.data.datasets.dior import CLASS_INDEX, CLASSES, IMAGE_DIRS, RAW_NAMES, SPLITS
+from rsbench.data.datasets.dior import CLASS_INDEX, CLASSES, IMAGE_DIRS, RAW_NAMES, SPLITS, DIORLayout, xml_size
 from rsbench.data.detection import require_split
-from rsbench.data.io import image_header, read_lines
+from rsbench.data.io import image_header
 from rsbench.data.registry import DATASETS
 from rsbench.data.rotated import RotatedDetectionDataset, RotRecord, degenerate_polygons, empty_annotation
 from rsbench.data.samples.synth import terrain
@@ -100,14 +100,7 @@ def parse_obb_xml(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
             raise DataError(f"{path}: object {i} ({raw}): <difficult> is {d!r}, not 0 or 1") from None
         polys.append(coords)
         labels.append(CLASS_INDEX[raw.lower()])
-    size = None
-    s = root.find("size")
-    if s is not None:
-        try:
-            w, h = int(float(s.findtext("width") or 0)), int(float(s.findtext("height") or 0))
-            size = (h, w) if w > 0 and h > 0 else None
-        except ValueError:
-            size = None
+    size = xml_size(root)
     if not polys:
         p, lab, dif = empty_annotation()
         return p, lab, dif, np.zeros((0,), bool), size
@@ -116,13 +109,17 @@ def parse_obb_xml(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
 
 
 @DATASETS.register("dior_r")
-class DIORR(RotatedDetectionDataset):
+class DIORR(DIORLayout, RotatedDetectionDataset):
     """DIOR-R oriented boxes in the official layout (module docstring); splits train, val, trainval, test."""
 
     classes = CLASSES
     splits = SPLITS
     expected_layout = LAYOUT
     log_name = "dior_r"
+    display_name = "DIOR-R"
+    base_names = ("DIOR", "DIOR-R")
+    annotation_dirs = ANNOTATION_DIRS
+    box_kind = "oriented-box"
 
     def __init__(self, root: str | Path, split: str = "train", transforms: Callable | None = None, *,
                  verify: str = "header", annotations: str | Path | None = None) -> None:
@@ -155,46 +152,6 @@ class DIORR(RotatedDetectionDataset):
         if verify == "full":
             for i in range(len(self)):
                 self._load(i)
-
-    def _find_base(self) -> Path:
-        for cand in (self.root, self.root / "DIOR", self.root / "DIOR-R"):
-            if (cand / "ImageSets").is_dir() or (cand / "Annotations").is_dir():
-                return cand
-        raise DataError(f"DIOR-R: no ImageSets/ or Annotations/ folder under {self.root} (nor {self.root / 'DIOR'}).\n"
-                        f"Expected layout:\n{LAYOUT}")
-
-    def _find_annotations(self, given: str | Path | None) -> Path:
-        if given is not None:
-            p = Path(given)
-            p = p if p.is_absolute() else self.base / p
-            if not p.is_dir():
-                raise DataError(f"DIOR-R: annotation folder {p} (dataset.kwargs.annotations) not found")
-            return p
-        for rel in ANNOTATION_DIRS:
-            if (self.base / rel).is_dir():
-                return self.base / rel
-        tried = "\n  ".join(str(self.base / r) for r in ANNOTATION_DIRS)
-        raise DataError(f"DIOR-R: no folder of oriented-box XMLs; looked for:\n  {tried}\nExpected layout:\n{LAYOUT}")
-
-    def _image_dir(self, folder: str) -> Path:
-        d = self.base / folder
-        if (d / folder).is_dir():  # unpacked one level too deep
-            d = d / folder
-        if not d.is_dir():
-            raise DataError(f"DIOR-R {self.split}: image folder {d} not found.\nExpected layout:\n{LAYOUT}")
-        return d
-
-    def _split_names(self, split: str) -> tuple[list[str], str]:
-        main = self.base / "ImageSets" / "Main"
-        if split == "trainval" and not (main / "trainval.txt").is_file():
-            a, sa = self._split_names("train")
-            b, sb = self._split_names("val")
-            return list(dict.fromkeys(a + b)), f"{sa} + {sb}"
-        path = main / f"{split}.txt"
-        if not path.is_file():
-            raise DataError(f"{path}: split file not found.\nExpected layout:\n{LAYOUT}")
-        names = [n[:-4] if n.lower().endswith((".jpg", ".xml")) else n for n in read_lines(path)]
-        return names, str(path)
 
     @classmethod
     def write_sample(cls, root: Path, seed: int = 0, *, sizes: tuple[int, ...] = (96, 128, 64, 112, 80, 128, 96, 64)
