@@ -163,9 +163,15 @@ def _update_leaderboard(c: DictConfig) -> Path | None:
     from rsbench.leaderboard import write_leaderboard
 
     try:
-        if not OmegaConf.select(c, "leaderboard", default=True):
+        switch = OmegaConf.select(c, "leaderboard", default=True)
+        if not switch:
             return None
-        return write_leaderboard(OmegaConf.select(c, "paths.results_dir"), OmegaConf.select(c, "paths.runs_dir"))["md"]
+        out = write_leaderboard(OmegaConf.select(c, "paths.results_dir"), OmegaConf.select(c, "paths.runs_dir"))
+        if str(switch).lower() == "wandb":  # leaderboard=wandb: also logged as a wandb Table (offline by default)
+            from rsbench.tracking import log_leaderboard
+
+            log_leaderboard(OmegaConf.select(c, "paths.results_dir"))
+        return out["md"]
     except Exception as e:  # noqa: BLE001 — the leaderboard never changes the status of a run
         log.warning("warning: the leaderboard was not updated: %s", error_text(e).split(": ", 1)[-1])
         return None
@@ -257,9 +263,16 @@ def _run(cfg: DictConfig, job: _Job) -> dict[str, Any]:
         trainer.accumulate_grad_batches = batch["accumulate"]
         log.info("batch: %d in total = %d per process x %d process(es) x %d accumulation step(s)",
                  batch["total"], batch["per_device"], batch["world"], batch["accumulate"])
-        with _signals_as_interruption(trainer):
-            trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=True)  # plain types and tensors only
-            trainer.test(model, datamodule=dm, verbose=False)
+        failed = True
+        try:
+            with _signals_as_interruption(trainer):
+                trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=True)  # plain types and tensors only
+                trainer.test(model, datamodule=dm, verbose=False)
+            failed = False
+        finally:  # finished, failed or interrupted: <run>/curves.png of the steps so far (a warning at worst)
+            if record.write and hasattr(callbacks.get("curves"), "draw"):
+                callbacks["curves"].draw(trainer)
+            _finish_wandb(logger, failed)
         metrics = dict(model.test_results)
         warnings = _missing_metric(c, metrics)
         if dm.has_split("predict") and "submission" in callbacks:
@@ -270,6 +283,8 @@ def _run(cfg: DictConfig, job: _Job) -> dict[str, Any]:
         return metrics, {**_stats(callbacks), "checkpoint": str(kept) if kept else None, "precision": str(trainer.precision),
                          "accelerator": type(trainer.accelerator).__name__, "devices": trainer.num_devices,
                          "world_size": trainer.world_size, "batch": batch, "test_split": c.dataset.splits.get("test"),
+                         "train_subset": getattr(dm, "train_subset", None),
+                         "parameters": getattr(model, "parameter_counts", lambda: None)(),
                          **({"warnings": warnings} if warnings else {})}
 
     rec = record.execute(fit_and_test, checkpoint=checkpoint, force=bool(c.force), progress=lambda: _stats(callbacks))
@@ -282,6 +297,18 @@ def _run(cfg: DictConfig, job: _Job) -> dict[str, Any]:
         except Exception as e:  # noqa: BLE001 — the run is recorded; its summary is a courtesy
             log.warning("warning: no summary: %s", error_text(e))
     return rec
+
+
+def _finish_wandb(logger: Any, failed: bool) -> None:
+    """End the run's wandb run with the run (logger=wandb): in a multirun whose members share a process (Hydra's
+    basic launcher) the next member's WandbLogger would otherwise log into this one's. A warning at worst."""
+    experiment = getattr(logger, "_experiment", None)
+    if experiment is None or not hasattr(experiment, "finish"):
+        return
+    try:
+        experiment.finish(exit_code=1 if failed else 0)
+    except Exception as e:  # noqa: BLE001 — the tracker never changes the status of a run
+        log.warning("warning: the wandb run did not finish cleanly: %s", error_text(e))
 
 
 def _missing_metric(c: DictConfig, metrics: dict[str, Any]) -> list[str]:
@@ -387,7 +414,8 @@ def _all_or_nothing(*checks) -> list[Any]:
 
 def identity(c: DictConfig) -> dict[str, Any]:
     """What a run is, for the record and the leaderboard: who, the protocol (which split trained, which
-    was scored, by whom; and the paper's, from the dataset config), the precision and the split's provenance."""
+    was scored, by whom; and the paper's, from the dataset config), the precision, the split's provenance and
+    the training regime (``finetune``: full | frozen; ``label_fraction`` of the train split and its seed)."""
     from rsbench.data.samples import is_sample
     from rsbench.protocol import paper_protocol, precision_label, run_protocol, split_source
 
@@ -401,6 +429,9 @@ def identity(c: DictConfig) -> dict[str, Any]:
         "protocol": run_protocol(c.dataset), "paper_protocol": paper_protocol(c.dataset),
         "precision": precision_label(OmegaConf.select(c, "trainer.precision", default=None)),
         "split_source": split_source(c.dataset, sample),
+        "finetune": str(OmegaConf.select(c, "finetune.name", default=None) or "full"),
+        "label_fraction": float(OmegaConf.select(c, "data.label_fraction", default=None) or 1.0),
+        "fraction_seed": int(OmegaConf.select(c, "data.fraction_seed", default=None) or 0),
     }
 
 
@@ -526,6 +557,8 @@ _VALUE_RULES: tuple[tuple[str, Any, str, bool], ...] = (
     ("data.num_workers", lambda v: _is_int(v) and v >= 0, "an integer ≥ 0", False),
     ("data.img_size", lambda v: _is_int(v) and v > 0, "a positive integer", False),
     ("data.full_check_max_samples", lambda v: _is_int(v) and v >= 0, "an integer ≥ 0", True),
+    ("data.label_fraction", lambda v: _is_num(v) and 0 < v <= 1, "a number in (0, 1], e.g. 0.01, 0.1 or 1.0", False),
+    ("data.fraction_seed", lambda v: _is_int(v) and 0 <= v < 2**32, "an integer in 0..4294967295", False),
     ("seed", lambda v: _is_int(v) and 0 <= v < 2**32, "an integer in 0..4294967295", False),
     ("trainer.max_steps", lambda v: _is_int(v) and (v > 0 or v == -1), "a positive integer or -1 (no step limit)", True),
     ("trainer.check_val_every_n_epoch", lambda v: _is_int(v) and v > 0, "a positive integer or null", True),
@@ -612,13 +645,17 @@ def _is_rank_zero() -> bool:
 
 
 def _print_summary(c: DictConfig, rec: dict[str, Any], metrics_path: Path, board: Path | None) -> None:
-    from rsbench.protocol import label, same, server_protocol
+    from rsbench.protocol import label, paper_regime, regime, same, server_protocol
 
     metric = rec.get("metric")
     value = (rec.get("metrics") or {}).get(metric)
     sample = " [GENERATED SAMPLE DATA]" if rec.get("sample_data") else ""
     proto, paper = rec.get("protocol") or {}, rec.get("paper_protocol")
-    if same(proto, paper) and proto.get("held_out", True):
+    if not paper_regime(rec):
+        finetune, labels = regime(rec)
+        compared = (f"finetune={finetune}, labels {labels}: not the paper's full finetuning on every label, "
+                    f"not compared")
+    elif same(proto, paper) and proto.get("held_out", True):
         compared = "the paper's protocol: compared with the paper"
     else:
         seen = "" if proto.get("held_out", True) else f"; '{proto.get('test')}' was trained on"

@@ -246,3 +246,124 @@ class SubmissionWriter(BasePredictionWriter):
     def summary(self, pl_module) -> dict[str, Any]:
         return {"split": pl_module.trainer.datamodule.splits.get("predict"), "dir": str(self.dirpath),
                 "num_files": pl_module._gather_count(self.count), **getattr(self, "finished", {})}
+
+
+class TrainingCurves(L.Callback):
+    """The learning rates logged, and ``<run>/curves.png`` drawn when the run ends (:mod:`rsbench.curves`).
+
+    Before every training batch the rates of the backbone's first optimiser group (the embeddings: the most
+    decayed rate under layer-wise decay) and of the head's group are logged as ``lr/backbone`` and ``lr/head``
+    (to every logger, at the trainer's ``log_every_n_steps``, as Lightning's ``LearningRateMonitor``). The
+    callback also records train loss, rates and ``val/<metric>`` at that cadence itself (and in the resume
+    checkpoint), for runs without a CSV log. :meth:`draw` (the run calls it after fit and test, also when they
+    failed or were interrupted) plots the CSV log when there is one, else that record. No error of it ever
+    fails a run: it is logged as a warning.
+    """
+
+    def __init__(self, path: str | Path, metric: str, title: str = "", every_n_steps: int | None = None) -> None:
+        self.path, self.metric, self.title = Path(path), str(metric), str(title)
+        self.every_n_steps = int(every_n_steps) if every_n_steps else None
+        self.record: dict[str, list[list[float]]] = {"loss": [], "lr_backbone": [], "lr_head": [], "val": []}
+        self._warned = False
+        self._step, self._due_now = 0, False
+
+    # -- recording ------------------------------------------------------------------------------
+    def _warn(self, what: str, e: BaseException) -> None:
+        if not self._warned:
+            log.warning("warning: training curves: %s: %s: %s (the run goes on)", what, type(e).__name__, e)
+            self._warned = True
+
+    @staticmethod
+    def groups(trainer, pl_module) -> dict[str, int]:
+        """``{lr_backbone: i, lr_head: j}``: the first optimiser group holding a backbone parameter and the first
+        holding another (the head's), by the groups' ``param_names`` (rsbench's layer-decay groups); without
+        names, the first and the last group. A frozen encoder has no backbone group."""
+        if not trainer.optimizers:
+            return {}
+        pgs = trainer.optimizers[0].param_groups
+        prefix = getattr(pl_module, "backbone_prefix", "backbone.")
+        names = [g.get("param_names") for g in pgs]
+        if not any(names):
+            return {"lr_backbone": 0, "lr_head": len(pgs) - 1} if pgs else {}
+        out = {}
+        bb = next((i for i, n in enumerate(names) if n and any(p.startswith(prefix) for p in n)), None)
+        head = next((i for i, n in enumerate(names) if n and any(not p.startswith(prefix) for p in n)), None)
+        if bb is not None:
+            out["lr_backbone"] = bb
+        if head is not None:
+            out["lr_head"] = head
+        return out
+
+    def _due(self, trainer) -> bool:
+        every = self.every_n_steps or max(1, int(trainer.log_every_n_steps or 1))
+        step = trainer.global_step
+        return step == 0 or (step + 1) % every == 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        from rsbench.curves import LR_COLUMNS
+
+        self._step, self._due_now = trainer.global_step, self._due(trainer)  # the step this batch trains
+        try:
+            pgs = trainer.optimizers[0].param_groups if trainer.optimizers else []
+            due = self._due_now
+            for name, i in self.groups(trainer, pl_module).items():
+                lr = float(pgs[i]["lr"])
+                pl_module.log(LR_COLUMNS[name], lr, on_step=True, on_epoch=False, prog_bar=False, batch_size=1)
+                if due:
+                    self.record[name].append([trainer.global_step, lr])
+        except Exception as e:  # noqa: BLE001 — curves never fail a run
+            self._warn("the learning rate was not logged", e)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        try:
+            loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+            if loss is not None and self._due_now:  # at the step the batch began (global_step has moved on)
+                self.record["loss"].append([self._step, float(loss.detach() if torch.is_tensor(loss) else loss)])
+        except Exception as e:  # noqa: BLE001
+            self._warn("the train loss was not recorded", e)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        try:
+            v = trainer.callback_metrics.get(f"val/{self.metric}")
+            if v is not None:
+                self.record["val"].append([trainer.global_step, trainer.current_epoch, float(v)])
+        except Exception as e:  # noqa: BLE001
+            self._warn("the validation metric was not recorded", e)
+
+    # Saved in every checkpoint, so a resumed run's curves start at its first step.
+    def state_dict(self) -> dict[str, Any]:
+        return {"record": self.record}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        rec = state.get("record") or {}
+        self.record = {k: [list(p) for p in rec.get(k, [])] for k in self.record}
+
+    # -- drawing --------------------------------------------------------------------------------
+    @staticmethod
+    def csv_log(trainer) -> Path | None:
+        """The CSV logger's ``metrics.csv`` (``logger=csv``), or None."""
+        from lightning.pytorch.loggers import CSVLogger
+
+        for lg in getattr(trainer, "loggers", None) or []:
+            if isinstance(lg, CSVLogger):
+                return Path(lg.log_dir) / "metrics.csv"
+        return None
+
+    def draw(self, trainer=None) -> Path | None:
+        """``curves.png`` from the CSV log (or the callback's record); a warning, never an error; rank 0 only."""
+        from rsbench.curves import curve_series, plot_curves
+
+        try:
+            if trainer is not None and trainer.global_rank != 0:
+                return None
+            series, source = curve_series(self.csv_log(trainer) if trainer is not None else None, self.metric,
+                                          self.record)
+            out = plot_curves(series, self.path, title=self.title, metric=self.metric, source=source)
+            if out is not None:
+                log.info("training curves: %s", out)
+            return out
+        except Exception as e:  # noqa: BLE001 — curves never fail a run
+            log.warning("warning: no training curves (%s): %s: %s", self.path, type(e).__name__, e)
+            return None

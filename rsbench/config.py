@@ -92,10 +92,25 @@ def _devices(devices: Any) -> int:
     return n
 
 
+def _regime(finetune: Any, label_fraction: Any, fraction_seed: Any = 0) -> str:
+    """``${rsbench_regime:${finetune.name},${data.label_fraction},${data.fraction_seed}}``: the part of the run
+    folder's name (``run_id``) that keeps the protocols apart: empty for full finetuning on every label (so
+    those folders keep their names), else ``-frozen``, ``-frac0.1``, ``-frozen-frac0.01``, ``-frac0.1fs3``
+    (fraction seed 3)."""
+    out = "" if str(finetune) in ("full", "None", "") else f"-{finetune}"
+    try:
+        f = float(label_fraction)
+    except (TypeError, ValueError):
+        return f"{out}-frac{label_fraction}"  # not a number: check_values says so before anything runs
+    if f != 1.0:
+        out += f"-frac{f:g}" + (f"fs{fraction_seed}" if str(fraction_seed) not in ("0", "None") else "")
+    return out
+
+
 def register_resolvers() -> None:
     resolvers = (("rsbench_precision", _precision), ("rsbench_wandb_offline", _wandb_offline),
                  ("rsbench_cwd", os.getcwd), ("rsbench_basename", _basename), ("rsbench_target_name", _target_name),
-                 ("rsbench_devices", _devices))
+                 ("rsbench_devices", _devices), ("rsbench_regime", _regime))
     for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

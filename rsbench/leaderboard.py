@@ -1,15 +1,22 @@
 """Aggregate run records into ``results/leaderboard.csv`` and ``results/leaderboard.md``.
 
-    python -m rsbench.leaderboard [--results-dir results] [--runs-dir results/runs]
+    python -m rsbench.leaderboard [--results-dir results] [--runs-dir results/runs] [--wandb]
+
+Figures: ``leaderboard.png`` (each compared row's Δ vs the paper) and one ``leaderboard_<task>_<dataset>.png`` per
+dataset (:func:`dataset_bars`, :func:`plot_dataset`: each row's IQM with its 95 % CI, the paper's value beside it),
+embedded in the markdown with links to every run's ``curves.png``. ``--wandb`` also logs the tables as wandb
+Tables (:func:`rsbench.tracking.log_leaderboard`, offline unless wandb is set up).
 
 One row per task × dataset × backbone × pretrained weights × tag × protocol × precision × split
-source: the headline metric as mean ± std over seeds (sample std, n−1), the number of runs and
+source × training regime (``finetune``: full | frozen encoder; ``labels``: the fraction of the train split;
+the rows of a regime other than full finetuning on every label are a row group of their own in the
+markdown, and never carry the paper's value): the headline metric as mean ± std over seeds (sample std, n−1), the number of runs and
 seeds, mean training time and speed. A record gives a row for its local number (protocol
 ``train: <split>, scored: <split> (local)``) and one for each server score entered with
 ``python -m rsbench.scores add`` (``... (server)``). The paper's value from
 ``rsbench/paper_results.csv`` (shipped with the package) and the difference appear ONLY on rows
 whose protocol is the paper's for the dataset (the record's ``paper_protocol``, from the dataset
-config). A local number on a split the run trained on (LoveDA ``protocol=paper`` tests on Val,
+config) and whose regime is the paper's (full finetuning, 100 % of the labels). A local number on a split the run trained on (LoveDA ``protocol=paper`` tests on Val,
 part of trainval) and a submission still waiting for its server score are listed apart, as are
 failed or unfinished runs; runs on generated sample data are kept out of the main table.
 
@@ -39,14 +46,14 @@ import numbers
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
 from rsbench.config import package_path
 from rsbench.errors import LeaderboardError, first_line
-from rsbench.protocol import label, same, server_protocol
+from rsbench.protocol import ALL_LABELS, FULL, label, paper_regime, regime, same, server_protocol
 from rsbench.results import atomic_write_bytes, atomic_write_text, read_record
 
 log = logging.getLogger(__name__)
@@ -54,15 +61,18 @@ log = logging.getLogger(__name__)
 #: The numbers the paper reports (task, dataset, metric, backbone, pretrain, value, source).
 PAPER_CSV = package_path("paper_results.csv")
 WHO = ["task", "dataset", "backbone", "pretrain", "tag"]
-#: what makes a row: runs differing in any of these are never averaged together
-KEYS = WHO + ["protocol", "precision", "split"]
+#: what makes a row: runs differing in any of these are never averaged together (``finetune``: full | frozen
+#: encoder; ``labels``: the train split's fraction, ``100%`` or ``10% (seed 0)``; rsbench.protocol.regime)
+REGIME = ["finetune", "labels"]
+KEYS = WHO + ["protocol", "precision", "split"] + REGIME
 COLS = KEYS + ["metric", "mean", "std", "n_runs", "seeds", "paper", "paper_source", "diff", "paper_protocol",
                "scored_by_source", "train_time_h", "images_per_s", "epochs",
                "iqm", "ci95_low", "ci95_high", "values", "normalized", "also"]
 #: one model in the normalised score: runs differing in any of these are different models
-MODEL = ["backbone", "pretrain", "tag", "precision"]
-#: one benchmark of the normalised score: its values are rescaled together
-BENCH = ["task", "dataset", "metric", "protocol", "split"]
+MODEL = ["backbone", "pretrain", "tag", "precision"] + REGIME
+#: one benchmark of the normalised score: its values are rescaled together (a frozen-encoder or label-fraction
+#: benchmark is its own, as GEO-Bench's partitions)
+BENCH = ["task", "dataset", "metric", "protocol", "split"] + REGIME
 BACKBONE_COLS = MODEL + ["score", "ci95_low", "ci95_high", "n_datasets", "n_runs", "datasets", "left_out"]
 #: the interquartile mean cuts this fraction off each end of the sorted values (GEO-Bench's trim_mean(…, 0.25))
 IQM_CUT = 0.25
@@ -152,13 +162,15 @@ def entries(r: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any] | N
     headline metric), and its entry in the "not in the table" list when it gives no row."""
     metric = r.get("metric")
     proto, paper = r.get("protocol"), r.get("paper_protocol")
-    base = {**{k: r.get(k) for k in WHO}, "seed": r.get("seed"), "metric": metric,
+    finetune, labels = regime(r)
+    as_paper = paper_regime(r)  # full finetuning on every label: the only regime the paper's numbers are for
+    base = {**{k: r.get(k) for k in WHO}, "seed": r.get("seed"), "metric": metric, "finetune": finetune, "labels": labels,
             "sample_data": bool(r.get("sample_data")), "precision": r.get("precision") or "unknown",
             "split": r.get("split_source") or "unknown", "paper_protocol": label(paper),
             "train_time_s": r.get("train_time_s"), "images_per_s": r.get("train_images_per_s"),
             "epochs": r.get("epochs"), "run_dir": r.get("run_dir")}
     m = r.get("metrics") or {}
-    local = {**base, "protocol": label(proto), "value": m.get(metric), "compared": same(proto, paper),
+    local = {**base, "protocol": label(proto), "value": m.get(metric), "compared": as_paper and same(proto, paper),
              "source": "rsbench", "also": {k: m[k] for k in ALSO.get(r.get("task"), ()) if _is_number(m.get(k))},
              "per_class": _per_class(m, r.get("task"))}
     held_out = proto is None or proto.get("held_out", True)
@@ -166,7 +178,8 @@ def entries(r: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any] | N
     served = server_protocol(proto or {})
     score = (r.get("server_scores") or {}).get(metric)
     if score and served:
-        out.append({**base, "protocol": label(served), "value": score.get("value"), "compared": same(served, paper),
+        out.append({**base, "protocol": label(served), "value": score.get("value"),
+                    "compared": as_paper and same(served, paper),
                     "source": f"{score.get('source')} ({score.get('date')})"})
     notes = [] if held_out or score else [f"'{proto.get('test')}' was trained on ({label(proto)}): not a held-out number"]
     if served and same(served, paper) and not score:
@@ -422,15 +435,16 @@ def _per_class_md(pc: pd.DataFrame, level: str = "##") -> list[str]:
              "Mean over seeds of each class's value (`leaderboard_per_class.csv`): accuracy (cls), IoU (seg), F1 (cd), "
              "AP50 (det), AP at IoU 0.5 (rotdet). A class without ground truth in the scored split has none."]
     for (task, dataset, metric), g in pc.groupby(["task", "dataset", "metric"], sort=True):
-        cols = g[["backbone", "tag", "protocol", "precision", "split"]].drop_duplicates()
-        names = [f"{c.backbone} ({c.tag})" for c in cols.itertuples()]
+        cols = g[["backbone", "tag", "protocol", "precision", "split", *REGIME]].drop_duplicates()
+        names = [f"{c.backbone} ({c.tag}{_regime_note(c.finetune, c.labels)})" for c in cols.itertuples()]
         lines += ["", f"<details><summary>{task} / {dataset}: per-class {metric}</summary>", "",
                   "| class | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
         for cls in dict.fromkeys(g["class"]):
             cells = []
             for c in cols.itertuples():
                 v = g[(g["class"] == cls) & (g["backbone"] == c.backbone) & (g["tag"] == c.tag)
-                      & (g["protocol"] == c.protocol) & (g["precision"] == c.precision) & (g["split"] == c.split)]
+                      & (g["protocol"] == c.protocol) & (g["precision"] == c.precision) & (g["split"] == c.split)
+                      & (g["finetune"] == c.finetune) & (g["labels"] == c.labels)]
                 cells.append(_fmt(float(v["mean"].iloc[0])) if len(v) else "–")
             lines.append(f"| {_cell(cls)} | " + " | ".join(cells) + " |")
         lines += ["", "</details>"]
@@ -467,9 +481,40 @@ def _backbone_table(scores: pd.DataFrame, level: str = "##") -> list[str]:
              "|---|---|---|---|---|---|---|---|"]
     for _, r in scores.iterrows():
         ci = "" if math.isnan(r["ci95_low"]) else f" [{_fmt(r['ci95_low'], 3)}, {_fmt(r['ci95_high'], 3)}]"
-        lines.append(f"| {r['backbone']} | {r['pretrain']} | {r['tag']} | {r['precision']} | {_fmt(r['score'], 3)}{ci} | "
+        lines.append(f"| {r['backbone']} | {r['pretrain']} | {r['tag']}{_regime_note(r['finetune'], r['labels'])} | "
+                     f"{r['precision']} | {_fmt(r['score'], 3)}{ci} | "
                      f"{r['n_datasets']}: {r['datasets']} | {r['n_runs']} | {r['left_out'] or '–'} |")
     return lines
+
+
+def _regime_note(finetune: Any, labels: Any) -> str:
+    """``, frozen, 10% (seed 0)`` beside a tag: the training regime where it is not the paper's (full, 100%)."""
+    parts = [str(finetune)] if finetune != FULL else []
+    parts += [str(labels)] if labels != ALL_LABELS else []
+    return "".join(f", {p}" for p in parts)
+
+
+def regime_title(finetune: Any, labels: Any) -> str:
+    """A row group's heading: ``Frozen encoder, 10% of the train labels (seed 0)``."""
+    what = "Frozen encoder (linear probe for cls)" if finetune == "frozen" else (
+        "Full finetuning" if finetune == FULL else f"finetune={finetune}")
+    return f"{what}, {'all' if labels == ALL_LABELS else labels} of the train labels"
+
+
+def _regime_tables(df: pd.DataFrame, level: str = "##") -> list[str]:
+    """The rows of the paper's regime (full finetuning, every label) as one table, then one headed table per
+    other regime (``finetune``, ``labels``): those rows never carry the paper's value (README "Protocols")."""
+    if not len(df):
+        return []
+    paper = (df["finetune"] == FULL) & (df["labels"] == ALL_LABELS)
+    out = _md_table(df[paper]) if paper.any() else []
+    others = df[~paper]
+    for (finetune, labels), g in others.groupby(REGIME, sort=True) if len(others) else []:
+        out += ([""] if out else []) + [f"{level} {regime_title(finetune, labels)}", "",
+                f"`finetune={finetune}`, `labels {labels}`: not the paper's regime (full finetuning on every label), so "
+                "no paper value or Δ.", ""]
+        out += _md_table(g)
+    return out
 
 
 def _notes(df: pd.DataFrame) -> list[str]:
@@ -506,13 +551,17 @@ def _cell(v: Any) -> str:
 
 def render_markdown(main: pd.DataFrame, sample: pd.DataFrame, bad: pd.DataFrame,
                     aside: pd.DataFrame | None = None, unread: pd.DataFrame | None = None,
-                    per_class: pd.DataFrame | None = None) -> str:
+                    per_class: pd.DataFrame | None = None, per_dataset: list[str] | None = None,
+                    per_dataset_sample: list[str] | None = None) -> str:
+    """The markdown leaderboard; ``per_dataset`` (``per_dataset_sample``): the lines of the per-dataset figures
+    and curves (:func:`_dataset_md`) under the real (sample) table."""
     out = ["# rsbench leaderboard", "",
            ("Generated by `python -m rsbench.leaderboard` from the run records under `results/runs/`; "
             "paper values from `rsbench/paper_results.csv`. Mean ± sample std over seeds; Δ = mean − paper, "
-            "only on rows whose protocol (train split, scored split, local or server) is the paper's."), ""]
+            "only on rows whose protocol (train split, scored split, local or server) is the paper's, for full "
+            "finetuning on every label (frozen-encoder and label-fraction rows are grouped apart)."), ""]
     if len(main):
-        out += _md_table(main) + _notes(main) + _backbone_table(backbone_scores(main))
+        out += _regime_tables(main) + _notes(main) + (per_dataset or []) + _backbone_table(backbone_scores(main))
         out += _per_class_md(per_class) if per_class is not None else []
     else:
         out.append("_No finished runs on real data yet._")
@@ -524,7 +573,8 @@ def render_markdown(main: pd.DataFrame, sample: pd.DataFrame, bad: pd.DataFrame,
         out += ["", "## Runs on generated sample data", "",
                 ("Synthetic pixels in the official layout (the demo and tests): they show the pipeline works, "
                  "not how good a model is, and are never compared with the paper."), ""]
-        out += _md_table(sample) + _backbone_table(backbone_scores(sample), "###") if len(sample) else []
+        out += _regime_tables(sample, "###") + (per_dataset_sample or []) + _backbone_table(backbone_scores(sample), "###") \
+            if len(sample) else []
         out += _aside_table(aside[fake], "###") if fake.any() else []
     if len(bad):
         out += ["", "## Failed or unfinished runs", "", "| task | dataset | backbone | tag | seed | status | error | run folder |",
@@ -564,6 +614,157 @@ def plot_vs_paper(main: pd.DataFrame, path: Path) -> Path | None:
     return path
 
 
+#: the per-dataset figures' file names: leaderboard_<task>_<dataset>.png (sample data: leaderboard_sample_...)
+DATASET_PNG = "leaderboard_{prefix}{task}_{dataset}.png"
+
+
+def _finite(v: Any) -> bool:
+    return _is_number(v) and math.isfinite(float(v))
+
+
+def _safe(name: Any) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))
+
+
+def dataset_bars(table: pd.DataFrame, prefix: str = "") -> list[dict[str, Any]]:
+    """The data of the per-dataset figures: per task × dataset × metric, one bar per table row, in table order.
+
+    Each bar: ``label`` (the backbone, and what else tells the dataset's rows apart), ``key`` (the row's
+    :data:`KEYS` + metric), ``value`` (the row's IQM over seeds, its mean where it has no IQM), ``ci95_low`` /
+    ``ci95_high`` (the row's bootstrap CI; None for one seed) and the error bar's lengths below and above the
+    value (``err_low``, ``err_high``: 0 without an interval), ``paper`` (the paper's value where the row is
+    compared with it, else None), ``n_runs``. Rows without a value are left out."""
+    out = []
+    if not len(table):
+        return out
+    for (task, dataset, metric), g in table.groupby(["task", "dataset", "metric"], sort=True, dropna=False):
+        varying = [k for k in KEYS if k not in ("task", "dataset", "backbone") and g[k].astype(str).nunique() > 1]
+        bars = []
+        for _, r in g.iterrows():
+            value = r["iqm"] if _finite(r["iqm"]) else r["mean"]
+            if not _finite(value):
+                continue
+            value = float(value)
+            has_ci = _finite(r["ci95_low"]) and _finite(r["ci95_high"])
+            lo, hi = (float(r["ci95_low"]), float(r["ci95_high"])) if has_ci else (None, None)
+            bars.append({
+                "label": " · ".join([str(r["backbone"]), *(str(r[k]) for k in varying)]),
+                "key": tuple(r[k] for k in KEYS + ["metric"]), "value": value, "ci95_low": lo, "ci95_high": hi,
+                "err_low": max(0.0, value - lo) if has_ci else 0.0, "err_high": max(0.0, hi - value) if has_ci else 0.0,
+                "paper": float(r["paper"]) if _finite(r["paper"]) else None, "n_runs": int(r["n_runs"])})
+        if bars:
+            out.append({"task": task, "dataset": dataset, "metric": metric, "bars": bars,
+                        "file": DATASET_PNG.format(prefix=prefix, task=_safe(task), dataset=_safe(dataset))})
+    return out
+
+
+def plot_dataset(group: Mapping[str, Any], path: Path) -> Path:
+    """One dataset's figure (:func:`dataset_bars`): horizontal bars of the rows' values with the 95 % CI as error
+    bars, and a hatched bar of the paper's value beside each row compared with it; written atomically."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    bars = group["bars"]
+    papers = [b["paper"] for b in bars]
+    two = any(p is not None for p in papers)
+    h = 0.38 if two else 0.6
+    ys = np.arange(len(bars), dtype=float)
+    y_ours = [y - h / 2 if p is not None else y for y, p in zip(ys, papers)]
+    fig = Figure(figsize=(8, 0.6 * len(bars) + 1.5), layout="constrained")  # no pyplot: no state shared between writers
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    values = [b["value"] for b in bars]
+    ax.barh(y_ours, values, height=h, color="tab:blue", label="rsbench: IQM over seeds (error bar: 95 % CI)")
+    ci = [i for i, b in enumerate(bars) if b["ci95_low"] is not None]  # one seed: no interval, no error bar
+    if ci:
+        ax.errorbar([values[i] for i in ci], [y_ours[i] for i in ci], fmt="none", ecolor="black", capsize=3,
+                    xerr=[[bars[i]["err_low"] for i in ci], [bars[i]["err_high"] for i in ci]])
+    if two:
+        py = [y + h / 2 for y, p in zip(ys, papers) if p is not None]
+        ax.barh(py, [p for p in papers if p is not None], height=h, color="white", edgecolor="0.35", hatch="///",
+                label="paper")
+    ends = [v for b in bars for v in (b["value"] - b["err_low"], b["value"] + b["err_high"])] + [p for p in papers if p is not None]
+    lo, hi = min(ends), max(ends)
+    span = max(hi - lo, 0.05 * max(abs(hi), 1.0))
+    left = lo - 0.6 * span
+    ax.set_xlim(max(0.0, left) if lo >= 0 else left, hi + 0.35 * span)
+    for y, b in zip(y_ours, bars):
+        ax.text(b["value"] + b["err_high"] + 0.02 * span, y, f"{b['value']:.2f}", va="center", fontsize=8)
+    for y, p in zip(ys, papers):
+        if p is not None:
+            ax.text(p + 0.02 * span, y + h / 2, f"{p:.2f}", va="center", fontsize=8, color="0.3")
+    ax.set_yticks(ys, [b["label"] for b in bars], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{group['metric']} (the axis starts at {ax.get_xlim()[0]:.4g})")
+    ax.set_title(f"{group['task']} / {group['dataset']}: {group['metric']}")
+    ax.grid(axis="x", alpha=0.3)
+    fig.legend(fontsize=8, loc="outside lower center", ncol=2, frameon=False)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def run_curves(records: list[dict[str, Any]], sample_data: bool) -> dict[tuple, list[tuple[Any, Path]]]:
+    """Per row key (:data:`KEYS` + metric, as strings) the (seed, curves.png) of its runs that have one."""
+    out: dict[tuple, list[tuple[Any, Path]]] = {}
+    rows = local_rows(records, sample_data=sample_data)
+    for _, e in rows.iterrows() if len(rows) else []:
+        png = Path(str(e.get("run_dir") or "")) / "curves.png"
+        if e.get("run_dir") and png.is_file():
+            key = tuple(str(e.get(k)) for k in KEYS + ["metric"])
+            if (e.get("seed"), png) not in out.setdefault(key, []):
+                out[key].append((e.get("seed"), png))
+    return out
+
+
+def _link(path: Path, results_dir: Path) -> str:
+    return Path(os.path.relpath(path, results_dir)).as_posix().replace(" ", "%20")
+
+
+def _dataset_md(groups: list[dict[str, Any]], curves: dict[tuple, list[tuple[Any, Path]]], results_dir: Path,
+                level: str = "##") -> list[str]:
+    """The per-dataset section: each drawn figure, and per row the links to its runs' training curves."""
+    if not groups:
+        return []
+    lines = ["", f"{level} Per dataset", "",
+             ("Each bar is a row's IQM over its seeds (the mean up to 3 seeds) with its 95 % bootstrap CI as the error bar "
+              "(none for one seed); hatched beside it, the paper's value where the row is compared with the paper. "
+              "Under each figure, every run's training curves (`curves.png` in the run folder: train loss, learning "
+              "rates of the backbone's first group and of the head, validation metric).")]
+    for g in groups:
+        lines += ["", f"{level}# {g['task']} / {g['dataset']} ({g['metric']})", "",
+                  f"![{g['task']} / {g['dataset']}]({g['file']})"]
+        runs = []
+        for b in g["bars"]:
+            found = sorted(curves.get(tuple(str(v) for v in b["key"]), []), key=lambda sp: _seed_order(sp[0]))
+            if found:
+                links = ", ".join(f"[seed {s}]({_link(p, results_dir)})" for s, p in found)
+                runs.append(f"- {_cell(b['label'])}: curves {links}")
+        lines += [""] + runs if runs else []
+    return lines
+
+
+def _draw_datasets(groups: list[dict[str, Any]], results_dir: Path) -> list[dict[str, Any]]:
+    """Draw each dataset's figure (:func:`plot_dataset`); one that cannot be drawn is a warning and left out of
+    the markdown (a folder that cannot be written is the leaderboard's error, as for every file)."""
+    drawn = []
+    for g in groups:
+        try:
+            plot_dataset(g, results_dir / g["file"])
+        except OSError:
+            raise
+        except Exception as e:  # noqa: BLE001 — a figure never costs the leaderboard
+            log.warning("leaderboard: no figure for %s/%s: %s: %s", g["task"], g["dataset"], type(e).__name__, e)
+            continue
+        drawn.append(g)
+    return drawn
+
+
 def write_leaderboard(results_dir: str | Path, runs_dir: str | Path | None = None,
                       paper_csv: str | Path = PAPER_CSV) -> dict[str, Path]:
     """Write ``leaderboard.{csv,md,png}`` into ``results_dir``; a :class:`LeaderboardError` when it cannot be written."""
@@ -581,11 +782,15 @@ def write_leaderboard(results_dir: str | Path, runs_dir: str | Path | None = Non
     main_csv = pd.concat([main.assign(data="real"), sample.assign(data="sample")], ignore_index=True) if len(sample) else main.assign(data="real")
     pc = per_class_table(local_rows(records, sample_data=False))
     pc_path = results_dir / "leaderboard_per_class.csv"
-    md = render_markdown(main, sample, bad, aside, unread, pc)
     try:
         atomic_write_text(csv_path, main_csv.to_csv(index=False))
         atomic_write_text(bb_path, by_backbone.to_csv(index=False))
         atomic_write_text(pc_path, pc.to_csv(index=False))
+        figures = {prefix: _draw_datasets(dataset_bars(table, prefix), results_dir)
+                   for prefix, table in (("", main), ("sample_", sample))}
+        md = render_markdown(main, sample, bad, aside, unread, pc,
+                             _dataset_md(figures[""], run_curves(records, False), results_dir),
+                             _dataset_md(figures["sample_"], run_curves(records, True), results_dir, "###"))
         png = plot_vs_paper(main, results_dir / "leaderboard.png")
         if png is not None:
             md = md.replace("\n\n", "\n\n![rsbench − paper](leaderboard.png)\n\n", 1)
@@ -594,7 +799,8 @@ def write_leaderboard(results_dir: str | Path, runs_dir: str | Path | None = Non
         raise LeaderboardError(f"cannot write the leaderboard into {results_dir}: {e.strerror or e} "
                                f"({e.filename or results_dir}); make the folder writable or set paths.results_dir=... "
                                "(env RSBENCH_RESULTS), then rerun python -m rsbench.leaderboard") from e
-    out = {"csv": csv_path, "md": md_path, "backbones_csv": bb_path, "per_class_csv": pc_path}
+    out = {"csv": csv_path, "md": md_path, "backbones_csv": bb_path, "per_class_csv": pc_path,
+           "dataset_pngs": [results_dir / g["file"] for fs in figures.values() for g in fs]}
     if png is not None:
         out["png"] = png
     return out
@@ -606,6 +812,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="default: $RSBENCH_RESULTS, else ./results (as python -m rsbench writes them)")
     p.add_argument("--runs-dir", default=None, help="default: <results-dir>/runs")
     p.add_argument("--paper", default=str(PAPER_CSV))
+    p.add_argument("--wandb", action="store_true",
+                   help="also log the leaderboard as wandb Tables (and its figures as images) into <results-dir>/wandb; "
+                        "offline unless WANDB_MODE=online or a wandb API key is set up")
+    p.add_argument("--wandb-project", default=None, help="default: $WANDB_PROJECT, else rsbench")
     a = p.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -615,6 +825,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     print(f"leaderboard: {out['md']}\n             {out['csv']}")
+    if a.wandb:
+        from rsbench.tracking import log_leaderboard
+
+        try:
+            folder = log_leaderboard(a.results_dir, project=a.wandb_project)
+        except Exception as e:  # noqa: BLE001 — wandb missing or failing: one line, exit 2
+            print(f"error: the leaderboard was not logged to wandb: {type(e).__name__}: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        print(f"wandb:       {folder}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,10 @@ own metrics; ``server``: an online evaluation server, entered afterwards with
 and the difference only to rows whose protocol equals it. Nothing here names a dataset: the facts
 are keys of ``conf/dataset/*.yaml`` (``paper_protocol``, ``split_parts``, ``split_source``,
 ``split_source_files``), copied into the run record by :func:`rsbench.app.identity`.
+
+Beside the splits, a run's training regime (:func:`regime`): ``finetune`` (``full`` | ``frozen``
+encoder, ``conf/finetune/``) and ``labels`` (the fraction of the train split, ``data.label_fraction``).
+The paper's numbers are full finetuning on every label; only such runs are compared (:func:`paper_regime`).
 """
 
 from __future__ import annotations
@@ -86,6 +90,30 @@ def server_score_refusal(rec: Mapping[str, Any]) -> str | None:
                 f"server scores {paper.get('test')!r} ({label(paper)}). Run it with protocol=paper "
                 f"(and its own tag=..., e.g. tag=paper), submit <run>/submission/, then enter that score")
     return None
+
+
+#: the paper's training regime: every parameter finetuned, on every label of the train split
+FULL, ALL_LABELS = "full", "100%"
+
+
+def labels_label(fraction: Any, seed: Any = 0) -> str:
+    """The leaderboard's ``labels`` cell: ``100%`` for the whole train split, else ``10% (seed 0)``
+    (``data.label_fraction``, ``data.fraction_seed``); ``100%`` for a record that predates label fractions."""
+    try:
+        f = 1.0 if fraction is None else float(fraction)
+    except (TypeError, ValueError):
+        return str(fraction)
+    return ALL_LABELS if f == 1.0 else f"{f * 100:g}% (seed {seed if seed is not None else 0})"
+
+
+def regime(rec: Mapping[str, Any]) -> tuple[str, str]:
+    """(``finetune``, ``labels``) of a record: how much of the model trained and on how many labels."""
+    return str(rec.get("finetune") or FULL), labels_label(rec.get("label_fraction"), rec.get("fraction_seed"))
+
+
+def paper_regime(rec: Mapping[str, Any]) -> bool:
+    """Whether a record trained as the paper did (full finetuning on every label): only then is it compared."""
+    return regime(rec) == (FULL, ALL_LABELS)
 
 
 def precision_label(value: Any) -> str:

@@ -43,12 +43,12 @@ PACKAGES = ("torch", "torchvision", "timm", "lightning", "hydra-core", "omegacon
 # switch's name only (the splits it sets are hashed); the dataset's paper protocol and split
 # provenance describe the number, they do not change it.
 VOLATILE = ("paths", "hydra", "force", "leaderboard", "data.num_workers", "trainer.enable_progress_bar",
-            "logger", "callbacks.plots", "callbacks.checkpoint.dirpath", "callbacks.submission.dirpath",
+            "logger", "callbacks.plots", "callbacks.curves", "callbacks.checkpoint.dirpath", "callbacks.submission.dirpath",
             "dataset.root", "datamodule.root", "datamodule.num_workers", "datamodule.cache_dir",
             "backbone.weights_dir", "dataset.kwargs.tile_cache", "datamodule.dataset_kwargs.tile_cache",
             "protocol", "dataset.paper_protocol", "dataset.split_parts", "dataset.split_source",
             "dataset.split_source_files", "data.full_check_max_samples", "datamodule.full_check_max_samples",
-            "dataset.kwargs.verify", "datamodule.dataset_kwargs.verify")
+            "dataset.kwargs.verify", "datamodule.dataset_kwargs.verify", "datamodule.subset_dir")
 #: split maps in which an unset stage and a stage set to null are the same run
 SPLIT_MAPS = ("dataset.splits", "datamodule.splits")
 #: failed records of this stage (a sweep member that never started) do not occupy their folder
@@ -115,6 +115,10 @@ def hashed_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         node = _node(d, parts[:-1])
         if isinstance(node, dict):
             node.pop(parts[-1], None)
+    for section in ("data", "datamodule"):  # the subset's seed means nothing when every label trains
+        node = d.get(section)
+        if isinstance(node, dict) and node.get("label_fraction", 1.0) == 1.0:
+            node.pop("fraction_seed", None)
     for key in SPLIT_MAPS:
         node = _node(d, key.split("."))
         if isinstance(node, dict):

@@ -292,9 +292,10 @@ def test_concurrent_writers_never_race(tmp_path):
         p.join(120)
     assert [p.exitcode for p in procs] == [0] * 6
     assert sorted(p.name for p in tmp_path.iterdir()) == ["leaderboard.csv", "leaderboard.md", "leaderboard.png",
-                                                          "leaderboard_backbones.csv", "leaderboard_per_class.csv",
-                                                          "paper.csv", "runs"]
+                                                          "leaderboard_backbones.csv", "leaderboard_cls_eurosat.png",
+                                                          "leaderboard_per_class.csv", "paper.csv", "runs"]
     assert (tmp_path / "leaderboard.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "leaderboard_cls_eurosat.png").read_bytes()[:4] == b"\x89PNG"
     assert pd.read_csv(tmp_path / "leaderboard.csv").iloc[0]["n_runs"] == 2
 
 

@@ -4,7 +4,8 @@ It knows datasets only through the registry (:func:`build_dataset`) and the task
 one hook of the LightningModule it serves: ``collate_fn`` (how samples become a batch; default
 ``torch.utils.data.default_collate``). A dataset may define ``training_view()``, the dataset as
 training reads it (detection: MMDetection's ``filter_empty_gt``); the other stages read it whole.
-Batch sizes are given in total over all devices (the paper's convention). Building the raw datasets checks the layout and every split,
+``label_fraction`` < 1 then keeps a seeded subset of that view, saved as a split file in the run folder
+(:mod:`rsbench.data.fractions`). Batch sizes are given in total over all devices (the paper's convention). Building the raw datasets checks the layout and every split,
 so :meth:`RSDataModule.check` is what the run calls before any model is built.
 """
 
@@ -80,6 +81,9 @@ class RSDataModule(L.LightningDataModule):
         sample: bool = False,
         sample_kwargs: Mapping[str, Any] | None = None,
         full_check_max_samples: int = FULL_CHECK_MAX_SAMPLES,
+        label_fraction: float = 1.0,
+        fraction_seed: int = 0,
+        subset_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
         self.dataset, self.root = dataset, Path(root)
@@ -99,6 +103,12 @@ class RSDataModule(L.LightningDataModule):
         self.stats_key, self.cache_dir = stats_key, cache_dir
         self.sample, self.sample_kwargs = bool(sample), dict(sample_kwargs or {})
         self.full_check_max_samples = int(full_check_max_samples or 0)
+        self.label_fraction, self.fraction_seed = float(label_fraction), int(fraction_seed or 0)
+        if not 0.0 < self.label_fraction <= 1.0:
+            raise ConfigError(f"data.label_fraction must be in (0, 1], got {label_fraction!r}")
+        self.subset_dir = Path(subset_dir) if subset_dir else None
+        #: the label-fraction subset training reads (None: the whole train split); the run records it
+        self.train_subset: dict[str, Any] | None = None
         self._train_loader: Any = None  # the ResumableLoader of this fit, and a position to resume it at
         self._train_state: dict[str, Any] | None = None
         self._sample_written = False
@@ -177,10 +187,43 @@ class RSDataModule(L.LightningDataModule):
         for stage, ds in self.raw.items():
             if stage == "train" and hasattr(ds, "training_view"):
                 ds = ds.training_view()  # the dataset's own train-time filter (detection: images without objects)
+            if stage == "train" and self.label_fraction < 1.0:
+                ds = self._label_fraction(ds)
             self.datasets[stage] = Transformed(ds, tfs.get("train" if stage == "train" else "eval"))
 
     def setup(self, stage: str | None = None) -> None:
         self.check()
+
+    def _label_fraction(self, ds: Dataset) -> Dataset:
+        """The ``label_fraction`` subset of the train split as training reads it (:mod:`rsbench.data.fractions`):
+        what the split file in ``subset_dir`` lists when it is there (a resumed run, or a rerun in the folder),
+        else drawn with ``fraction_seed`` and saved there. Validation and test are never subset; per-band
+        statistics (``normalize: dataset``) stay those of the whole train split (images, not labels)."""
+        from torch.utils.data import Subset
+
+        from rsbench.data.fractions import label_subset, read_subset_file, subset_file_name, write_subset_file
+
+        split = str(self.splits["train"])
+        names = [ds.sample_name(i) for i in range(len(ds))]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"data.label_fraction: the {self.dataset} train split names two samples alike, so its "
+                              "subset cannot be saved as a split file")
+        indices, stratified = label_subset(ds, self.label_fraction, self.fraction_seed)
+        path = self.subset_dir / subset_file_name(split, self.label_fraction, self.fraction_seed) \
+            if self.subset_dir is not None else None
+        reused = path is not None and path.is_file()
+        if reused:
+            indices = read_subset_file(path, names)
+        elif path is not None:
+            write_subset_file(path, [names[i] for i in indices], dataset=self.dataset, split=split,
+                              fraction=self.label_fraction, seed=self.fraction_seed, of=len(ds), stratified=stratified)
+        self.train_subset = {"fraction": self.label_fraction, "seed": self.fraction_seed, "size": len(indices),
+                             "of": len(ds), "stratified": stratified, "file": str(path) if path else None,
+                             "reused": reused}
+        log.info("label fraction %g of %s train (%s): %d of %d samples, seed %d, %s; %s %s", self.label_fraction,
+                 self.dataset, split, len(indices), len(ds), self.fraction_seed,
+                 "stratified per class" if stratified else "plain", "read from" if reused else "saved as", path)
+        return Subset(ds, indices)
 
     def _read_every_sample(self, ds: Dataset, split: str) -> None:
         """Read (decode) every sample of a small split as training will, before training: a file whose header

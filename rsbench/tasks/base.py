@@ -11,12 +11,18 @@ Hooks (override where the default does not fit; the datamodule and callbacks cal
 * ``predict_step`` / ``write_prediction(prediction, name, out_dir)`` — a server submission:
   :class:`rsbench.callbacks.SubmissionWriter` calls it for every sample of the ``predict`` split.
 * ``test_results`` — the run record's metrics, filled in ``on_test_epoch_end``.
+
+``finetune`` (``conf/finetune/``): ``{name: full}`` trains everything; ``{name: frozen, freeze_encoder: true,
+train_neck}`` freezes the encoder (:mod:`rsbench.models.freeze`): its parameters are not trained and not in
+the optimiser, and it stays in eval mode whatever ``train()`` is called with, so every task trains only its
+head / decoder / detector on it (for classification, a linear probe).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -25,6 +31,7 @@ import torch
 
 from rsbench.errors import ConfigError
 from rsbench.models import build_backbone
+from rsbench.models.freeze import encoder_eval, freeze_encoder
 from rsbench.models.layer_decay import param_groups
 from rsbench.tasks.schedule import Schedule
 
@@ -45,7 +52,8 @@ class BaseTask(L.LightningModule):
     backbone_prefix: str = "backbone."
 
     def __init__(self, *, backbone: Mapping[str, Any], optim: Mapping[str, Any], sched: Mapping[str, Any],
-                 img_size: int, in_chans: int = 3, num_classes: int, class_names: Sequence[str] | None = None) -> None:
+                 img_size: int, in_chans: int = 3, num_classes: int, class_names: Sequence[str] | None = None,
+                 finetune: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         bb = dict(backbone)
@@ -61,6 +69,30 @@ class BaseTask(L.LightningModule):
         self.class_names = list(class_names) if class_names else [str(i) for i in range(self.num_classes)]
         self.optim_cfg, self.sched_cfg = dict(optim), dict(sched)
         self.test_results: dict[str, Any] = {}
+        ft = dict(finetune or {})
+        self.finetune = str(ft.get("name") or "full")
+        self.freeze_encoder = bool(ft.get("freeze_encoder", self.finetune == "frozen"))
+        self.train_neck = bool(ft.get("train_neck", True))
+        if self.freeze_encoder:  # before the heads are built: the backbone's own parameters only
+            n = freeze_encoder(self.backbone, train_neck=self.train_neck)
+            # Lightning warns of modules in eval mode at the start of training: here that is the point
+            warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
+            log.info("finetune=%s: the encoder is frozen (%s parameters, eval mode)%s", self.finetune, f"{n:,}",
+                     "; the pyramid neck trains" if self.train_neck and hasattr(self.backbone, "_neck_names") else "")
+
+    # -- a frozen encoder stays in eval mode ------------------------------------------------------
+    def train(self, mode: bool = True) -> BaseTask:
+        super().train(mode)
+        if mode and self.__dict__.get("freeze_encoder"):
+            encoder_eval(self.backbone, train_neck=self.train_neck)
+        return self
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameter values in all, trainable, and frozen in the encoder (the run record's ``parameters``)."""
+        params = list(self.parameters())
+        trainable = sum(p.numel() for p in params if p.requires_grad)
+        total = sum(p.numel() for p in params)
+        return {"total": total, "trainable": trainable, "frozen": total - trainable}
 
     # -- hooks ----------------------------------------------------------------------------------
     @staticmethod
@@ -112,7 +144,7 @@ class BaseTask(L.LightningModule):
         o = self.optim_cfg
         groups = param_groups(self.named_parameters(), backbone=self.backbone, backbone_prefix=self.backbone_prefix,
                               lr=float(o["lr"]), weight_decay=float(o["weight_decay"]),
-                              layer_decay=o.get("layer_decay"))
+                              layer_decay=o.get("layer_decay"))  # trainable parameters only: a frozen encoder has none
         opt = torch.optim.AdamW(groups, lr=float(o["lr"]), betas=tuple(o.get("betas", (0.9, 0.999))))
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total):

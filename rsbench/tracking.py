@@ -1,0 +1,107 @@
+"""Weights & Biases: one group per sweep, and the leaderboard as wandb Tables. Offline unless set up.
+
+* ``logger=wandb`` (conf/logger/wandb.yaml): each run is a wandb run named by its run id
+  (``<task>/<dataset>/<backbone>/<tag>-s<seed>``), ``job_type`` its task, in the group
+  ``$RSBENCH_WANDB_GROUP``, else ``<task>-<dataset>-<backbone>`` for a single run. In a multirun
+  (``python -m rsbench -m ...``) :class:`SweepGroup`, a Hydra callback of the launching process, sets
+  ``RSBENCH_WANDB_GROUP`` to :func:`sweep_group` of the sweep's command-line overrides, so every member
+  (run in this process, or as a submitit job that inherits its environment) is in the same group, and a
+  relaunch of the same sweep (to resume it) joins the same group again. Choose the group yourself with
+  ``RSBENCH_WANDB_GROUP=<name>`` (kept by the callback) or ``logger.group=<name>``.
+* :func:`log_leaderboard` (``python -m rsbench.leaderboard --wandb``, or ``leaderboard=wandb`` on a run)
+  logs ``leaderboard.csv``, ``leaderboard_backbones.csv`` and ``leaderboard_per_class.csv`` as wandb Tables
+  and the leaderboard's figures as images, in a run of ``job_type=leaderboard`` under ``<results>/wandb/``.
+
+Offline (files only, ``wandb sync`` uploads them later) unless ``WANDB_MODE=online``, ``WANDB_API_KEY`` or
+a wandb entry in ``~/.netrc`` says otherwise (:func:`rsbench.config._wandb_offline`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from hydra.experimental.callback import Callback
+
+log = logging.getLogger(__name__)
+
+#: the wandb group of every run of this process (set by :class:`SweepGroup` in a multirun, or by the user)
+ENV_GROUP = "RSBENCH_WANDB_GROUP"
+_SET_BY_SWEEP: str | None = None  # the value SweepGroup put there (a user's own value is never replaced)
+
+
+def sweep_group(overrides: Iterable[str], config_name: str = "config") -> str:
+    """``sweep-<10 hex>``: a hash of the multirun's overrides as typed (order does not matter)."""
+    text = "\n".join([str(config_name), *sorted(str(o) for o in overrides)])
+    return "sweep-" + hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+class SweepGroup(Callback):
+    """Hydra callback (conf/hydra/default.yaml): at the start of a multirun, ``RSBENCH_WANDB_GROUP`` =
+    :func:`sweep_group` of its overrides, unless the user set it."""
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        global _SET_BY_SWEEP
+        current = os.environ.get(ENV_GROUP)
+        if current and current != _SET_BY_SWEEP:
+            return  # the user's group
+        try:
+            overrides = list(config.hydra.overrides.task)
+            name = config.hydra.job.get("config_name") or "config"
+        except Exception:  # noqa: BLE001 — a group name is a convenience, never an error
+            return
+        _SET_BY_SWEEP = os.environ[ENV_GROUP] = sweep_group(overrides, name)
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        global _SET_BY_SWEEP
+        if _SET_BY_SWEEP and os.environ.get(ENV_GROUP) == _SET_BY_SWEEP:
+            os.environ.pop(ENV_GROUP)
+        _SET_BY_SWEEP = None
+
+
+def _table(df: Any) -> Any:
+    """A wandb Table of a frame, missing values as None (wandb's column types do not take NaN in a text column)."""
+    import pandas as pd
+    import wandb
+
+    df = df.astype(object).where(pd.notna(df), None)
+    return wandb.Table(columns=[str(c) for c in df.columns], data=df.values.tolist())
+
+
+def log_leaderboard(results_dir: str | Path, *, project: str | None = None, group: str | None = None,
+                    name: str = "leaderboard") -> Path:
+    """Log the leaderboard files of ``results_dir`` to wandb (offline by default); returns the wandb run's folder."""
+    import pandas as pd
+    import wandb
+
+    from rsbench.config import _wandb_offline
+    from rsbench.errors import LeaderboardError
+
+    results_dir = Path(results_dir)
+    frames = {}
+    for key in ("leaderboard", "leaderboard_backbones", "leaderboard_per_class"):
+        path = results_dir / f"{key}.csv"
+        if path.is_file() and path.stat().st_size:
+            try:
+                frames[key] = pd.read_csv(path)
+            except pd.errors.EmptyDataError:
+                continue
+    if "leaderboard" not in frames:
+        raise LeaderboardError(f"no leaderboard in {results_dir} to log to wandb: run python -m rsbench.leaderboard first")
+    run = wandb.init(project=project or os.environ.get("WANDB_PROJECT", "rsbench"), job_type="leaderboard", name=name,
+                     group=group or os.environ.get(ENV_GROUP) or None, dir=str(results_dir),
+                     mode="offline" if _wandb_offline() else "online", reinit="create_new",
+                     config={"results_dir": str(results_dir)})
+    try:
+        data: dict[str, Any] = {key: _table(df) for key, df in frames.items()}
+        for png in sorted(results_dir.glob("leaderboard*.png")):
+            data[f"figures/{png.stem}"] = wandb.Image(str(png))
+        run.log(data)
+        folder = Path(run.dir).parent
+    finally:
+        run.finish()
+    log.info("leaderboard logged to wandb: %s", folder)
+    return folder
