@@ -10,7 +10,9 @@ import logging
 import os
 import random
 import resource
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -106,9 +108,16 @@ class ResumeCheckpoint(L.Callback):
     every ``every_n_train_steps`` steps, written atomically (a kill while saving keeps the previous
     one). With the model, optimiser, scheduler and loop state (Lightning's) it holds every random
     generator's state, restored on resume, so a run resumed at an epoch boundary draws the same
-    shuffles and augmentations as the run that was not interrupted."""
+    shuffles and augmentations as the run that was not interrupted.
+
+    Cluster requeue signals: when a tool has a Python handler on SIGUSR1 / SIGUSR2 at the start of
+    training (submitit's, which requeues the SLURM job and exits; Lightning's SLURM auto-requeue), the
+    signal is noted instead and, at the end of the current training batch (every process agreeing under
+    DDP), the state is saved and then that handler runs; the run ends ``interrupted`` (exit 138 / 140)
+    and the requeued job resumes from the saved batch, exactly."""
 
     KEEP = ("last", "weights", "none")
+    REQUEUE_SIGNALS = ("SIGUSR1", "SIGUSR2")
 
     def __init__(self, dirpath: str | Path, every_n_epochs: int | None = 1,
                  every_n_train_steps: int | None = None, keep: str = "weights") -> None:
@@ -121,6 +130,8 @@ class ResumeCheckpoint(L.Callback):
         self.every_n_train_steps = int(every_n_train_steps or 0)
         self.keep = keep
         self._rng: dict[str, Any] | None = None
+        self._chained: dict[int, Any] = {}
+        self._pending: tuple[int, Any] | None = None
 
     def finalize(self, model: L.LightningModule) -> Path | None:
         """After a finished run: keep the whole state (``last``), only the model's weights once
@@ -148,9 +159,50 @@ class ResumeCheckpoint(L.Callback):
             os.replace(tmp, self.path)
         trainer.strategy.barrier("rsbench-checkpoint")
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._pending, self._chained = None, {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in self.REQUEUE_SIGNALS:
+            sig = getattr(signal, name, None)
+            prev = signal.getsignal(sig) if sig is not None else None
+            if callable(prev):  # a cluster tool's handler: save first, then hand the signal over
+                self._chained[sig] = prev
+                signal.signal(sig, self._note_signal)
+
+    def _note_signal(self, signum: int, frame: Any) -> None:
+        self._pending = (signum, frame)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        for sig, prev in self._chained.items():
+            signal.signal(sig, prev)
+        self._chained = {}
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.every_n_train_steps and trainer.global_step % self.every_n_train_steps == 0:
             self.save(trainer)
+        if self._chained:
+            pending = self._pending is not None
+            if trainer.world_size > 1:  # every process saves together (the save is collective)
+                pending = bool(trainer.strategy.reduce_boolean_decision(pending, all=False))
+            if pending:
+                self._hand_over(trainer)
+
+    def _hand_over(self, trainer) -> None:
+        from rsbench.errors import RunInterrupted
+
+        signum, frame = self._pending or (next(iter(self._chained)), None)
+        self.save(trainer)
+        name = signal.Signals(signum).name
+        log.info("%s (a cluster's requeue signal): state saved to %s; handing over to the cluster tool", name,
+                 self.path)
+        handler, self._chained = self._chained.get(signum), {}
+        try:
+            if handler is not None:
+                handler(signum, frame)  # submitit: requeue the job, then sys.exit
+        except SystemExit:
+            pass
+        raise RunInterrupted(name)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:

@@ -36,7 +36,7 @@ class RunInterrupted(BaseException):
     the same command resumes it. A BaseException, like KeyboardInterrupt, so nothing catches it
     as a failure; the process exits with the shell's code for the signal (143, 130)."""
 
-    CODES: ClassVar[dict[str, int]] = {"SIGTERM": 143, "SIGINT": 130}
+    CODES: ClassVar[dict[str, int]] = {"SIGTERM": 143, "SIGINT": 130, "SIGUSR1": 138, "SIGUSR2": 140}
 
     def __init__(self, signame: str) -> None:
         super().__init__(f"interrupted by {signame}; rerun the same command to resume from the last checkpoint")

@@ -23,3 +23,23 @@ class KillAt(L.Callback):
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self._maybe_kill("test", trainer.current_epoch, batch_idx)
+
+
+class FakeSubmitit(L.Callback):
+    """Stands in for submitit inside a job: a Python handler on SIGUSR2 that "requeues" (writes a marker
+    file) and exits as submitit's does, and the cluster's signal sent at a chosen training batch."""
+
+    def __init__(self, epoch: int, batch: int, marker: str) -> None:
+        self.epoch, self.batch, self.marker = int(epoch), int(batch), marker
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if os.environ.get("RSBENCH_TEST_KILL") and stage == "fit":
+            def requeue(signum, frame):
+                with open(self.marker, "a") as f:
+                    f.write(f"requeued at epoch {trainer.current_epoch} step {trainer.global_step}\n")
+                raise SystemExit(-1)
+            signal.signal(signal.SIGUSR2, requeue)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if os.environ.get("RSBENCH_TEST_KILL") and trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            os.kill(os.getpid(), signal.SIGUSR2)

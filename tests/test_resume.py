@@ -72,3 +72,23 @@ def test_whole_state_kept_on_request_loads_with_weights_only(tmp_path):
     assert sorted(p.name for p in ckpts.iterdir()) == ["last.ckpt"]
     state = torch.load(ckpts / "last.ckpt", weights_only=True, map_location="cpu")
     assert state["hyper_parameters"]["num_classes"] == 10 and "optimizer_states" in state and "loops" in state
+
+
+def test_cluster_requeue_signal_saves_at_the_batch_hands_over_and_resumes_exactly(tmp_path, whole):
+    """A requeue signal under a cluster tool's handler (submitit's SIGUSR2, faked): the state is saved at the
+    end of the batch, the tool's handler then runs (it "requeues"), the record says interrupted, exit 140;
+    the requeued run resumes from that batch and ends as the run that was never interrupted."""
+    marker = tmp_path / "requeued.txt"
+    args = [*RUN[:-3], "+callbacks.kill._target_=killer.FakeSubmitit", "+callbacks.kill.epoch=1",
+            "+callbacks.kill.batch=1", f"+callbacks.kill.marker={marker}"]
+    proc = run_rsbench(args, tmp_path, check=False, env=KILL)
+    assert proc.returncode == 140, proc.stderr[-3000:]
+    assert marker.read_text().startswith("requeued at epoch 1")
+    rec = _record(tmp_path)
+    assert rec["status"] == "interrupted" and "SIGUSR2" in rec["error"]
+    state = torch.load(tmp_path / RUN_DIR / "checkpoints/last.ckpt", weights_only=True, map_location="cpu")
+    assert state["epoch"] == 1 and state["global_step"] > 0  # saved mid-epoch, at the batch's end
+    run_rsbench(args, tmp_path, env=ENV)
+    rec = _record(tmp_path)
+    assert rec["status"] == "ok" and rec["epochs"] == whole["epochs"]
+    assert rec["metrics"]["confusion_matrix"] == whole["metrics"]["confusion_matrix"]
