@@ -43,3 +43,23 @@ class FakeSubmitit(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if os.environ.get("RSBENCH_TEST_KILL") and trainer.current_epoch == self.epoch and batch_idx == self.batch:
             os.kill(os.getpid(), signal.SIGUSR2)
+
+
+class StepLog(L.Callback):
+    """Appends the trainer's ``global_step`` at the start of every training batch to the file named by
+    RSBENCH_TEST_STEPLOG (nothing when unset): which steps a (resumed) process actually trained."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        path = os.environ.get("RSBENCH_TEST_STEPLOG")
+        if path:
+            with open(path, "a") as f:
+                f.write(f"{trainer.global_step}\n")
+
+
+def logged_steps(path) -> list[int]:
+    """The steps :class:`StepLog` wrote (none if the process trained nothing)."""
+    try:
+        with open(path) as f:
+            return [int(v) for v in f.read().split()]
+    except FileNotFoundError:
+        return []

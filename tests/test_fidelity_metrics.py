@@ -129,3 +129,44 @@ def test_loveda_no_data_is_ignored_not_scored_as_background(tmp_path):
     # by hand, background: 6 right of 8 labelled, predicted 7 times → IoU 6 / 9 (scoring the 10 no-data
     # pixels as background would make it 16 / 19)
     assert r["per_class"]["IoU"]["0"] == pytest.approx(100 * 6 / 9)
+
+
+# -- change detection: the task's test loop, an asymmetric confusion matrix --------------------------
+
+class Pairs(Dataset):
+    """Date 1 carries the prediction the fake model will make (0/1 per pixel); masks have ignored pixels."""
+
+    def __init__(self, pairs) -> None:
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i):
+        pred, target = (torch.tensor(v) for v in self.pairs[i])
+        img = pred.float().expand(3, *pred.shape).contiguous()
+        return {"image1": img, "image2": torch.zeros_like(img), "mask": target}
+
+
+def test_cd_test_loop_scores_the_changed_class_from_an_asymmetric_matrix():
+    """Through ChangeDetectionTask.test_step and Lightning's test loop (not the metric collection
+    alone). Slips caught: the metric updated as (label, prediction), the "changed" class read
+    from the wrong row, precision and recall exchanged."""
+    from rsbench.tasks.change_detection import ChangeDetectionTask
+
+    pairs = [  # (prediction, label); by hand: tn 4, fp 1, fn 2, tp 2 and tn 3, fp 1, fn 1, tp 2
+        ([[0, 1, 1, 0, 1], [0, 1, 0, 0, 0]], [[0, 0, 1, 1, 255], [0, 1, 0, 0, 1]]),
+        ([[0, 0, 1, 1, 1, 0, 1, 0, 0]], [[0, 0, 0, 1, 1, 1, 255, 255, 0]]),
+    ]
+    task = ChangeDetectionTask(backbone={"name": "resnet18", "pretrained": None, "kwargs": {}, "features": "maps"},
+                               optim={"lr": 1e-4, "weight_decay": 0.05, "layer_decay": None}, sched={}, img_size=8,
+                               num_classes=2, decoder_channels=(8, 8, 8, 8))
+    task.predict_logits = lambda x1, x2, size: F.one_hot(x1[:, 0].long(), 2).permute(0, 3, 1, 2).float()
+    dm = SceneDM(Pairs(pairs), eval_batch_size=1)
+    _trainer().test(task, datamodule=dm)
+    r = task.test_results
+    assert r["confusion_matrix"] == [[7, 2], [3, 4]]  # rows = label; tp 4, fn 3, fp 2, tn 7
+    assert r["num_test_pixels"] == 16 and r["num_test_samples"] == 2
+    assert r["Precision"] == pytest.approx(100 * 4 / 6) and r["Recall"] == pytest.approx(100 * 4 / 7)
+    assert r["F1"] == pytest.approx(100 * 8 / 13) and r["IoU"] == pytest.approx(100 * 4 / 9)
+    assert r["OA"] == pytest.approx(100 * 11 / 16)

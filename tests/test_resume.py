@@ -10,14 +10,15 @@ import pytest
 import torch
 
 from conftest import TINY, run_rsbench
+from killer import logged_steps
 
 pytestmark = pytest.mark.slow
 
 TESTS = str(Path(__file__).resolve().parent)
 RUN = ["dataset=eurosat", "backbone=resnet18", "dataset.sample=true", "+dataset.sample_kwargs.per_class=6",
        *[a for a in TINY if not a.startswith("trainer.max_epochs")], "trainer.max_epochs=3",
-       "sched.warmup_epochs=1", "+callbacks.kill._target_=killer.KillAt", "+callbacks.kill.epoch=1",
-       "+callbacks.kill.batch=1"]
+       "sched.warmup_epochs=1", "+callbacks.steps._target_=killer.StepLog", "+callbacks.kill._target_=killer.KillAt",
+       "+callbacks.kill.epoch=1", "+callbacks.kill.batch=1"]
 ENV = {"PYTHONPATH": os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")])}
 KILL = {**ENV, "RSBENCH_TEST_KILL": "1"}
 RUN_DIR = "results/runs/cls/eurosat/resnet18/default-s0"
@@ -41,14 +42,24 @@ def test_sigkill_then_relaunch_ends_as_the_uninterrupted_run(tmp_path, whole, st
     proc = run_rsbench(args, tmp_path, check=False, env=KILL)
     assert proc.returncode == -9 and _record(tmp_path)["status"] == "running"
     ckpt = tmp_path / RUN_DIR / "checkpoints/last.ckpt"
-    assert torch.load(ckpt, weights_only=True)["epoch"] == (0 if stage == "train" else 2)
-    again = run_rsbench(args, tmp_path, env=ENV)
+    state = torch.load(ckpt, weights_only=True)
+    assert state["epoch"] == (0 if stage == "train" else 2)
+    steps = tmp_path / "steps.txt"
+    again = run_rsbench(args, tmp_path, env={**ENV, "RSBENCH_TEST_STEPLOG": str(steps)})
     assert "resuming the unfinished run" in again.stdout + again.stderr
     rec = _record(tmp_path)
     assert rec["status"] == "ok" and rec["resumed_from"] == str(ckpt)
     assert rec["metrics"]["confusion_matrix"] == whole["metrics"]["confusion_matrix"]
     assert rec["metrics"]["OA"] == whole["metrics"]["OA"]
     assert rec["epochs"] == whole["epochs"] == 3  # the record counts the whole run, not only the resumed part
+    # the relaunch trains on from the checkpoint's step (a run restarted from scratch, deterministic, would
+    # end with the same metrics; only the steps it trained tell them apart)
+    done = state["global_step"]
+    trained = logged_steps(steps)
+    if stage == "train":
+        assert done > 0 and trained and trained[0] == done and trained == list(range(done, done + len(trained)))
+    else:  # killed while testing: training had ended, nothing is trained again
+        assert trained == []
 
 
 def test_sigterm_saves_records_interrupted_exits_143_and_resumes(tmp_path):
@@ -60,14 +71,16 @@ def test_sigterm_saves_records_interrupted_exits_143_and_resumes(tmp_path):
     ckpt = tmp_path / RUN_DIR / "checkpoints/last.ckpt"
     state = torch.load(ckpt, weights_only=True, map_location="cpu")
     assert state["epoch"] == 1 and state["global_step"] > 0  # saved at the signal, mid-epoch 1
-    run_rsbench(args, tmp_path, env=ENV)
+    steps = tmp_path / "steps.txt"
+    run_rsbench(args, tmp_path, env={**ENV, "RSBENCH_TEST_STEPLOG": str(steps)})
+    assert logged_steps(steps)[0] == state["global_step"]  # on from the signal's step, not from step 0
     rec = _record(tmp_path)
     assert rec["status"] == "ok" and rec["epochs"] == 3 and rec["resumed_from"] == str(ckpt)
 
 
 def test_whole_state_kept_on_request_loads_with_weights_only(tmp_path):
     """checkpoint.keep=last keeps the resumable state: plain types and tensors only (no OmegaConf, no pickles)."""
-    run_rsbench([*RUN[:-3], "trainer.max_epochs=1", "callbacks.checkpoint.keep=last"], tmp_path)
+    run_rsbench([*RUN[:-3], "trainer.max_epochs=1", "callbacks.checkpoint.keep=last"], tmp_path, env=ENV)
     ckpts = tmp_path / RUN_DIR / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir()) == ["last.ckpt"]
     state = torch.load(ckpts / "last.ckpt", weights_only=True, map_location="cpu")

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from conftest import run_rsbench
+from killer import logged_steps
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +29,7 @@ def _args(root: Path) -> list[str]:
             "+dataset.sample_kwargs.n_val=2", "trainer=cpu", "trainer.max_steps=5", "trainer.enable_progress_bar=false",
             "data.batch_size=2", "data.num_workers=0", "data.img_size=32", "task.module.inference.mode=whole",
             "task.module.head.channels=16", "backbone=resnet18", "logger=none", "sched.warmup_steps=1",
-            "callbacks.plots.num=0", "callbacks.checkpoint.every_n_train_steps=2",
+            "callbacks.plots.num=0", "callbacks.checkpoint.every_n_train_steps=2", "+callbacks.steps._target_=killer.StepLog",
             "+callbacks.kill._target_=killer.KillAt", "+callbacks.kill.epoch=0", "+callbacks.kill.batch=2"]
 
 
@@ -51,7 +52,9 @@ def test_sigkill_mid_epoch_then_relaunch_ends_as_the_uninterrupted_run(tmp_path)
     loader = state["RSDataModule"]["train_loader"]
     assert loader["batches_done"] == 2 and loader["num_batches"] == 3 and loader["rng_saved"] is not None
 
-    again = run_rsbench(args, cut_dir, env=ENV)
+    steps = cut_dir / "steps.txt"
+    again = run_rsbench(args, cut_dir, env={**ENV, "RSBENCH_TEST_STEPLOG": str(steps)})
+    assert logged_steps(steps) == [2, 3, 4]  # on from the checkpoint's step 2 (from scratch would be 0..4)
     assert "resuming the unfinished run" in again.stdout + again.stderr
     assert "not resumable" not in again.stdout + again.stderr  # Lightning's warning for a loader without a state
     rec = _record(cut_dir)

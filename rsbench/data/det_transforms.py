@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rsbench.data.augment import Normalize, call_generators, imrescale, rescale_size, to_hwc
+from rsbench.data.augment import Normalize, call_generators, imrescale, in_worker, rescale_size, to_hwc
 
 __all__ = ["DetTransform", "build_det_transforms", "flip_boxes", "resize_boxes"]
 
@@ -82,7 +82,7 @@ class DetTransform:
                 image = np.ascontiguousarray(image[:, ::-1])
                 boxes = flip_boxes(boxes, nw)
         out = dict(sample)
-        out["image"] = self.normalize(image)
+        out["image"] = self.normalize(image, shared=in_worker())  # batches are lists: no stacking copy
         if has_boxes:
             out["boxes"] = torch.from_numpy(np.ascontiguousarray(boxes, np.float32))
         if "labels" in sample:

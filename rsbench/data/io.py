@@ -146,12 +146,46 @@ def read_lines(path: str | Path) -> list[str]:
 # ------------------------------------------------------------------------------------------ tensors
 
 
+#: dtypes OpenCV's split/merge copy (the fast paths of :func:`hwc_to_chw` / :func:`chw_to_hwc`); OpenCV's channel limit
+_CV_DTYPES = frozenset(np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.int32, np.float32, np.float64))
+_CV_MAX_CHANNELS = 512
+
+
+def _cv_ok(arr: np.ndarray, channels: int) -> bool:
+    return arr.ndim == 3 and arr.dtype in _CV_DTYPES and 1 < channels <= _CV_MAX_CHANNELS and arr.size > 0
+
+
+def hwc_to_chw(arr: np.ndarray) -> np.ndarray:
+    """A new C-contiguous (C, H, W) copy of an (H, W, C) array (any strides, read-only memmaps too).
+
+    The same values as ``np.array(arr.transpose(2, 0, 1), order="C")``; OpenCV's ``split`` instead of
+    numpy's strided copy where it applies (about 4x faster on 800² RGB)."""
+    if _cv_ok(arr, arr.shape[2]) and arr.strides[2] == arr.itemsize and arr.strides[1] == arr.shape[2] * arr.itemsize:
+        import cv2
+
+        return np.stack(cv2.split(arr))
+    return np.array(arr.transpose(2, 0, 1), copy=True, order="C")
+
+
+def chw_to_hwc(arr: np.ndarray) -> np.ndarray:
+    """A C-contiguous (H, W, C) array of a (C, H, W) one: the same values as
+    ``np.ascontiguousarray(arr.transpose(1, 2, 0))``; OpenCV's ``merge`` of the contiguous planes where it
+    applies (numpy's strided copy of 800² RGB takes milliseconds)."""
+    if _cv_ok(arr, arr.shape[0]) and arr.flags.c_contiguous:
+        import cv2
+
+        out = cv2.merge(list(arr))
+        return out if out.ndim == 3 else out[:, :, None]
+    return np.ascontiguousarray(arr.transpose(1, 2, 0))
+
+
 def to_chw_tensor(arr: np.ndarray) -> torch.Tensor:
-    """(H, W, C) or (H, W) array (possibly a read-only memmap slice) → (C, H, W) tensor in the
+    """(H, W, C) or (H, W) array (possibly a read-only memmap slice) → (C, H, W) tensor (a copy) in the
     array's own dtype, uint16 widened to int32 (torch lacks full uint16 ops)."""
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    return raster_tensor(arr.transpose(2, 0, 1))
+    chw = hwc_to_chw(arr)
+    return torch.from_numpy(chw.astype(np.int32) if chw.dtype == np.uint16 else chw)
 
 
 def raster_tensor(arr: np.ndarray) -> torch.Tensor:

@@ -44,7 +44,7 @@ import cv2
 import numpy as np
 import torch
 
-from rsbench.data.augment import Normalize, call_generators, imrescale, imrotate, rescale_size, to_hwc
+from rsbench.data.augment import Normalize, call_generators, imrescale, imrotate, in_worker, rescale_size, to_hwc
 from rsbench.errors import ConfigError
 
 __all__ = ["RotDetTransform", "build_rotdet_transforms", "choose_flip", "rescale_rboxes", "resolve_classes",
@@ -177,7 +177,7 @@ class RotDetTransform:
             out.pop("polygons", None)
         elif polys is not None:
             out["polygons"] = torch.from_numpy(np.ascontiguousarray(polys, np.float32))
-        out["image"] = self.normalize(image)
+        out["image"] = self.normalize(image, shared=in_worker())  # batches are lists: no stacking copy
         out["boxes"] = boxes.to(torch.float32).contiguous()
         out["labels"] = labels
         out["difficult"] = difficult

@@ -54,6 +54,7 @@ i.e. Train.zip, Val.zip and Test.zip of https://zenodo.org/records/5706578 unpac
 _LUT = np.full(256, 254, dtype=np.uint8)
 _LUT[0] = IGNORE_INDEX
 _LUT[1:8] = np.arange(7, dtype=np.uint8)
+_LUT64 = _LUT.astype(np.int64)
 
 
 def _child(parent: Path, name: str) -> Path | None:
@@ -161,11 +162,11 @@ class LoveDA(SegmentationDataset):
         if image_hw is not None and tuple(raw.shape) != tuple(image_hw):
             raise DataError(f"{path}: mask is {raw.shape[0]}×{raw.shape[1]} px but its image is "
                             f"{image_hw[0]}×{image_hw[1]} px")
-        if raw.size and (int(raw.max()) > 7 or int(raw.min()) < 0):
+        if raw.size and (int(raw.max()) > 7 or (raw.dtype.kind != "u" and int(raw.min()) < 0)):
             bad = np.unique(raw[(raw > 7) | (raw < 0)])
             raise DataError(f"{path}: mask values {bad[:10].tolist()} outside LoveDA's 0..7 "
                             "(0 no-data, 1 background … 7 agriculture)")
-        return _LUT[raw.astype(np.uint8)].astype(np.int64)
+        return _LUT64[raw if raw.dtype == np.uint8 else raw.astype(np.uint8)]  # one pass: ids straight to int64
 
     @classmethod
     def write_sample(cls, root: Path, seed: int = 0, *, per_folder: int = 2, size: int = 128) -> Path:

@@ -1,0 +1,596 @@
+"""Speed of the data path (issue 15): loaders and augmentation against plain decoding, Lightning against a bare loop.
+
+1. For each dataset family (eurosat, resisc45, loveda, levir, oscd, dior, dior_r), on rsbench's generated
+   sample data written larger than the tests' copies (``write_sample`` with more / bigger files, sizes in the
+   output), samples/s of
+
+   a.  plain decoding of the same files (PIL / rasterio into a numpy array; each file once per epoch, so a
+       tiled dataset's rate is ``tiles / time to decode its files``): the limit; in one process and through a
+       ``DataLoader`` with ``--workers`` workers (a_w);
+   b.  the dataset's ``__getitem__`` (the training view, shuffled order, no transform), in one process;
+   c.  the recipe's train augmentation, through the train loader of the datamodule built as the app builds
+       it (the config composed with the recipe, ``datamodule`` instantiated, ``check()``, then
+       ``train_dataloader()``: rsbench's resumable loader, the task's collate, ``--workers`` workers).
+
+   Loader timings are steady state: one warm-up epoch first (workers started, page cache and the change
+   detection tile cache filled), then whole epochs until ``--min-time`` seconds have passed.
+   Target: c ≥ 0.8 × a_w.
+2. Framework overhead: the classification task module (``--model``, default resnet18, random init) on fixed
+   in-memory batches, ``--steps`` optimiser steps through ``lightning.Trainer`` (as configured by
+   ``trainer=cpu`` with logger and callbacks off; and as the app configures it: rsbench's RunStats and
+   ResumeCheckpoint callbacks and the CSV logger) against a bare PyTorch loop over the same model copy,
+   batches, AdamW parameter groups and schedule. Steady-state steps/s (the first ``--warmup`` steps left
+   out). Target: overhead ≤ 5 %.
+
+Every timing is repeated ``--repeats`` times (interleaved), and min / median are reported: the machine is
+shared, so the numbers are noisy.
+
+    python scripts/bench_pipeline.py [--quick] [--workers 2] [--datasets eurosat,levir] [--out results/bench_pipeline.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+REPO = Path(__file__).resolve().parents[1]
+#: the composed config's paths.output_dir (the app's run folder; the app-like Lightning runs write there)
+RUN_DIR = Path(tempfile.gettempdir()) / f"rsbench-bench-run-{os.getpid()}" / "run"
+sys.path.insert(0, str(REPO))
+
+# ---------------------------------------------------------------------------------------------- data sizes
+#: write_sample keywords per dataset (default run / --quick), and what the real release holds
+SIZES: dict[str, dict[str, Any]] = {
+    "eurosat": {"full": {"per_class": 60, "size": 64}, "quick": {"per_class": 20, "size": 64},
+                "real": "27,000 JPEG 64²"},
+    "resisc45": {"full": {"per_class": 10, "size": 256}, "quick": {"per_class": 5, "size": 256},
+                 "real": "31,500 JPEG 256²"},
+    "loveda": {"full": {"per_folder": 5, "size": 1024}, "quick": {"per_folder": 2, "size": 1024},
+               "real": "5,987 PNG 1024² (+ mask)"},
+    "levir": {"full": {"size": 1024, "counts": (5, 1, 1)}, "quick": {"size": 1024, "counts": (2, 1, 1)},
+              "real": "637 PNG pairs 1024² (+ label), 16 tiles of 256² each"},
+    "oscd": {"full": {"size": (480, 480)}, "quick": {"size": (288, 288)},
+             "real": "24 cities, ~600² x 13 single-band GeoTIFFs per date, 96² tiles"},
+    "dior": {"full": {"sizes": (800,) * 21}, "quick": {"sizes": (800,) * 11},
+             "real": "23,463 JPEG 800²"},
+    "dior_r": {"full": {"sizes": (800,) * 21}, "quick": {"sizes": (800,) * 11},
+               "real": "23,463 JPEG 800²"},
+}
+#: extra overrides of the benchmark (the sample's trainval holds only 5 images; its test split is larger)
+EXTRA_OVERRIDES = {"dior": ["dataset.splits.train=test"], "dior_r": ["dataset.splits.train=test"]}
+DATASETS = tuple(SIZES)
+
+
+def describe_sizes(name: str, kw: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v if not isinstance(v, tuple) or len(set(v)) > 1 else f'{v[0]}×{len(v)}'}"
+                     for k, v in kw.items())
+
+
+def write_data(name: str, base: Path, kw: dict[str, Any]) -> Path:
+    """The sample copy of ``name`` with ``kw``, written once under ``base`` (reused while it is complete)."""
+    from rsbench.data.samples import is_sample, write_sample
+
+    key = "-".join(f"{k}{'x'.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in kw.items())
+    root = base / f"{name}-{key}"
+    if is_sample(root):
+        return root
+    shutil.rmtree(root, ignore_errors=True)
+    tmp = base / f".{root.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    write_sample(name, tmp, seed=0, **kw)
+    tmp.rename(root)
+    return root
+
+
+# ---------------------------------------------------------------------------------------------- config
+def compose(overrides: list[str]) -> Any:
+    """The resolved run config as ``python -m rsbench <overrides>`` composes it (tests/conftest.py's compose_config)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    from rsbench.config import CONF_DIR, register_resolvers
+
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    out_dir = RUN_DIR.parent
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = hydra_compose("config", overrides=[f"paths.root_dir={out_dir}", *overrides], return_hydra_config=True)
+        with read_write(cfg.hydra), open_dict(cfg.hydra):
+            cfg.hydra.runtime.output_dir = str(RUN_DIR)
+        HydraConfig.instance().set_config(cfg)
+        c = OmegaConf.to_container(cfg, resolve=True)
+    c.pop("hydra")
+    return OmegaConf.create(c)
+
+
+def import_target(path: str) -> Any:
+    import importlib
+
+    mod, _, attr = path.rpartition(".")
+    return getattr(importlib.import_module(mod), attr)
+
+
+def build_datamodule(name: str, root: Path, workers: int, cache: Path):
+    """The datamodule as the app builds it (app._run: compose → instantiate → prepare_data + check), with a
+    stand-in trainer so ``train_dataloader()`` gives the app's train loader (resumable sampler, task collate)."""
+    from rsbench.app import _instantiate
+
+    c = compose([f"dataset={name}", f"dataset.root={root}", f"data.num_workers={workers}",
+                 f"paths.cache_dir={cache}", "data.full_check_max_samples=0", "backbone=resnet18", "logger=none",
+                 *EXTRA_OVERRIDES.get(name, [])])
+    dm = _instantiate(c.datamodule)
+    dm.prepare_data()
+    dm.check()
+    collate = getattr(import_target(c.task.module._target_), "collate_fn", None)
+    dm.trainer = SimpleNamespace(world_size=1, global_rank=0, max_epochs=int(c.trainer.max_epochs), strategy=None,
+                                 lightning_module=SimpleNamespace(collate_fn=collate),
+                                 fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(
+                                     batch_progress=SimpleNamespace(current=SimpleNamespace(processed=0)))))
+    return dm, c
+
+
+# ---------------------------------------------------------------------------------------------- plain decoding
+def decode_file(path: Path) -> np.ndarray:
+    """The plain read of one file into a numpy array: rasterio for GeoTIFFs, PIL otherwise (RGB as stored)."""
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import rasterio
+
+        with rasterio.open(path) as src:
+            return src.read()
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode not in ("RGB", "L", "P", "I", "I;16"):
+            im = im.convert("RGB")
+        return np.asarray(im)
+
+
+def file_groups(ds) -> list[tuple[tuple[Path, ...], int]]:
+    """(the files one record reads, the samples they give) for the raw training dataset ``ds``."""
+    from rsbench.data.change import ChangeDataset, _paths
+
+    if hasattr(ds, "samples") and hasattr(ds, "targets"):  # scene classification
+        return [((p,), 1) for p, _ in ds.samples]
+    if isinstance(ds, ChangeDataset):
+        per_pair = np.bincount([i for i, _, _ in ds.items], minlength=len(ds.pairs))
+        return [((*_paths(p.image1), *_paths(p.image2), p.label), int(n))
+                for p, n in zip(ds.pairs, per_pair) if n]
+    if hasattr(ds, "mask_paths"):  # segmentation
+        return [(tuple(x for x in (i, m) if x is not None), 1) for i, m in zip(ds.image_paths, ds.mask_paths)]
+    if hasattr(ds, "records"):  # detection, rotated detection
+        return [((r.image,), 1) for r in ds.records]
+    raise TypeError(f"no file list for {type(ds).__name__}")
+
+
+class PlainFiles(Dataset):
+    """Item i: every file of group i decoded; returns how many samples that was."""
+
+    def __init__(self, groups: list[tuple[tuple[Path, ...], int]]) -> None:
+        self.groups = groups
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, i: int) -> int:
+        files, n = self.groups[i]
+        for f in files:
+            decode_file(f)
+        return n
+
+
+def _count(batch: Any) -> int:
+    if isinstance(batch, list) and batch and isinstance(batch[0], int):
+        return sum(batch)
+    if isinstance(batch, dict):
+        v = next(iter(batch.values()))
+        return len(v)
+    return len(batch)
+
+
+def _sum_collate(items: list[int]) -> list[int]:
+    return items
+
+
+# ---------------------------------------------------------------------------------------------- timing
+def rate_in_process(n_items: int, get: Callable[[int], int], min_time: float, seed: int = 0) -> float:
+    """Samples/s of ``get(i)`` (returns samples) over a shuffled order, whole passes until ``min_time``."""
+    order = np.random.default_rng(seed).permutation(n_items)
+    t0, n = time.perf_counter(), 0
+    while True:
+        for i in order:
+            n += get(int(i))
+            if time.perf_counter() - t0 >= min_time:
+                return n / (time.perf_counter() - t0)
+
+
+def rate_loader(loader: DataLoader, min_time: float) -> float:
+    """Samples/s of whole epochs of ``loader`` until ``min_time`` (call after a warm-up epoch)."""
+    t0, n = time.perf_counter(), 0
+    while True:
+        for batch in loader:
+            n += _count(batch)
+        dt = time.perf_counter() - t0
+        if dt >= min_time:
+            return n / dt
+
+
+def stats(xs: list[float]) -> tuple[float, float, float]:
+    return min(xs), statistics.median(xs), max(xs)
+
+
+@dataclass
+class Row:
+    name: str
+    sizes: str
+    n_files: int
+    n_samples: int
+    batch: int
+    workers: int
+    a: list[float] = field(default_factory=list)    # plain decoding, 1 process
+    aw: list[float] = field(default_factory=list)   # plain decoding, workers
+    b: list[float] = field(default_factory=list)    # __getitem__, 1 process
+    c: list[float] = field(default_factory=list)    # train loader + augmentation, workers
+    note: str = ""
+
+
+def bench_dataset(name: str, root: Path, workers: int, cache: Path, repeats: int, min_time: float,
+                  sizes: str) -> Row:
+    dm, c = build_datamodule(name, root, workers, cache)
+    raw = dm.datasets["train"].base  # the training view without the transform
+    groups = file_groups(raw)
+    plain = PlainFiles(groups)
+    loader = dm.train_dataloader()
+    bs = loader.batch_sampler.batch_size if loader.batch_sampler is not None else loader.batch_size
+    file_bs = bs if all(n == 1 for _, n in groups) else 1
+    plain_loader = DataLoader(plain, batch_size=file_bs, shuffle=True, num_workers=workers,
+                              persistent_workers=workers > 0, collate_fn=_sum_collate)
+    row = Row(name, sizes, sum(len(f) for f, _ in groups), len(raw), bs, workers)
+    # warm-up: every file read once (page cache, tile cache), the workers started
+    for i in range(len(raw)):
+        raw[i]
+    for _ in loader:
+        pass
+    for _ in plain_loader:
+        pass
+    for _ in range(repeats):
+        row.a.append(rate_in_process(len(plain), plain.__getitem__, min_time))
+        row.b.append(rate_in_process(len(raw), lambda i: (raw[i], 1)[1], min_time))
+        row.aw.append(rate_loader(plain_loader, min_time))
+        row.c.append(rate_loader(loader, min_time))
+    del loader, plain_loader
+    return row
+
+
+# ---------------------------------------------------------------------------------------------- Lightning
+class _StepTimes:
+    """Wall-clock time at the end of every training step (a Lightning callback, or called by the bare loop)."""
+
+    def __init__(self) -> None:
+        self.t: list[float] = []
+
+    def on_train_batch_end(self, *_: Any, **__: Any) -> None:
+        self.t.append(time.perf_counter())
+
+    def rate(self, warmup: int) -> float:
+        t = self.t[warmup - 1:] if warmup > 0 else self.t
+        return (len(t) - 1) / (t[-1] - t[0])
+
+
+def bench_lightning(args, tmp: Path) -> dict[str, Any]:
+    import lightning as L
+    import torch.nn.functional as F
+
+    from rsbench.app import _instantiate
+    from rsbench.models.layer_decay import param_groups
+    from rsbench.tasks.schedule import Schedule
+
+    c = compose(["dataset=eurosat", f"backbone={args.model}", "trainer=cpu", f"data.img_size={args.img_size}",
+                 f"data.batch_size={args.batch}", "logger=csv", f"paths.results_dir={tmp / 'results'}",
+                 "sched.warmup_epochs=0", "sched.warmup_steps=2"])
+    L.seed_everything(0, verbose=False)
+    base = _instantiate(c.task.module, class_names=None, _convert_="all")
+    g = torch.Generator().manual_seed(0)
+    k = 4
+    batches = [{"image": torch.randn(args.batch, 3, args.img_size, args.img_size, generator=g),
+                "label": torch.randint(0, 10, (args.batch,), generator=g)} for _ in range(k)]
+    steps = args.steps
+
+    def loader() -> DataLoader:  # one epoch of `steps` fixed batches, no collate, no workers
+        return DataLoader([batches[i % k] for i in range(steps)], batch_size=None, shuffle=False, num_workers=0)
+
+    def bare() -> float:
+        model = copy.deepcopy(base).train()
+        o = model.optim_cfg
+        groups = param_groups(model.named_parameters(), backbone=model.backbone, backbone_prefix=model.backbone_prefix,
+                              lr=float(o["lr"]), weight_decay=float(o["weight_decay"]), layer_decay=o.get("layer_decay"))
+        opt = torch.optim.AdamW(groups, lr=float(o["lr"]), betas=tuple(o.get("betas", (0.9, 0.999))))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, Schedule.from_config(model.sched_cfg, total_steps=steps,
+                                                                            steps_per_epoch=steps))
+        times = _StepTimes()
+        for batch in loader():
+            loss = F.cross_entropy(model(batch["image"]), batch["label"])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            times.on_train_batch_end()
+        return times.rate(args.warmup)
+
+    def lightning(app_like: bool) -> float:
+        model = copy.deepcopy(base)
+        times = type("StepTimes", (_StepTimes, L.Callback), {})()
+        callbacks = [times]
+        logger: Any = False
+        run_dir = tmp / f"lightning-{'app' if app_like else 'plain'}-{time.monotonic_ns()}"
+        if app_like:  # every callback of the config and its logger, as app._run builds them (files under run_dir)
+            callbacks += [_instantiate(v) for v in (c.callbacks or {}).values() if v and v.get("_target_")]
+            logger = _instantiate(c.logger) if c.logger.get("_target_") else False
+        trainer = _instantiate(c.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(run_dir),
+                               enable_checkpointing=False, max_steps=steps, max_epochs=1, enable_progress_bar=False,
+                               enable_model_summary=False, limit_val_batches=0)
+        trainer.fit(model, train_dataloaders=loader())
+        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(RUN_DIR, ignore_errors=True)
+        return times.rate(args.warmup)
+
+    runs: dict[str, list[float]] = {"bare PyTorch loop": [], "Lightning (logger and callbacks off)": [],
+                                    "Lightning as the app runs it (the config's callbacks and logger)": []}
+    fns = list(zip(runs, (bare, lambda: lightning(False), lambda: lightning(True))))
+    bare()  # warm-up (allocator, first-call costs)
+    for _ in range(args.repeats):
+        for key, fn in fns:
+            runs[key].append(fn())
+    app_parts = [str(v["_target_"]).rsplit(".", 1)[-1] for v in (c.callbacks or {}).values() if v and v.get("_target_")]
+    app_parts.append(f"logger {str(c.logger['_target_']).rsplit('.', 1)[-1]}" if c.logger.get("_target_") else "no logger")
+    return {"runs": runs, "app": ", ".join(app_parts), "config": f"{args.model} (random init, task=cls), {args.img_size}² input, batch {args.batch}, "
+                                     f"{steps} steps ({args.warmup} warm-up steps not timed), AdamW + layer-decay groups "
+                                     f"+ the recipe's LambdaLR schedule, fp32 CPU, {torch.get_num_threads()} thread(s)"}
+
+
+# ---------------------------------------------------------------------------------------------- report
+def versions() -> str:
+    import importlib.metadata as md
+
+    pkgs = ["torch", "torchvision", "lightning", "hydra-core", "albumentations", "opencv-python-headless", "pillow",
+            "numpy", "rasterio", "timm"]
+    out = []
+    for p in pkgs:
+        try:
+            out.append(f"{p} {md.version(p)}")
+        except md.PackageNotFoundError:
+            pass
+    return ", ".join(out)
+
+
+def machine() -> str:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"{platform.platform()}, Python {platform.python_version()}, {cpu}, {os.cpu_count()} logical CPU(s) "
+            f"(affinity {len(os.sched_getaffinity(0))}), load average at the end {load}")
+
+
+def git_state() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
+                               text=True).stdout.strip()
+        return f"{head}{' + uncommitted changes' if dirty else ''}"
+    except OSError:
+        return "unknown"
+
+
+def fmt(xs: list[float]) -> str:
+    lo, med, _ = stats(xs)
+    return f"{lo:,.0f} / {med:,.0f}" if med >= 100 else f"{lo:,.1f} / {med:,.1f}"
+
+
+def verdict(ok: bool) -> str:
+    return "**pass**" if ok else "**FAIL**"
+
+
+def render(args, rows: list[Row], light: dict[str, Any] | None, elapsed: float, command: str) -> str:
+    lines = ["# Speed of the data path (issue 15)", "",
+             f"Written by `scripts/bench_pipeline.py` in {elapsed:.0f} s.", "",
+             f"- command: `{command}`", f"- machine: {machine()}", f"- versions: {versions()}",
+             f"- code: git {git_state()}",
+             f"- timing: every number is samples/s (or steps/s), **min / median of {args.repeats} repeat(s)**, each at "
+             f"least {args.min_time:g} s of whole epochs after a warm-up epoch. The machine is shared (2 cores, other "
+             "jobs running): numbers move by 10–30 % between runs; compare rows of one run, not runs.", ""]
+    if rows:
+        lines += ["## 1. Loader and augmentation against plain decoding", "",
+                  "a = plain decoding of the files the training split reads (PIL / rasterio into numpy, each file once "
+                  "per epoch; for tiled datasets the rate is tiles per second of decoding the whole images), 1 process; "
+                  f"a_w = the same through a DataLoader with {args.workers} workers; b = the dataset's `__getitem__` "
+                  "(training view, no transform), 1 process; c = the app's train loader (datamodule from the composed "
+                  f"config: the recipe's train augmentation, task collate, batch of the recipe) with {args.workers} "
+                  "workers. Target (issue 15): c ≥ 0.8 × a_w.", "",
+                  "| dataset | sample data written (real release) | files / samples | batch | a: decode, 1 proc | "
+                  "b: `__getitem__`, 1 proc | b/a | a_w: decode, workers | c: loader + aug, workers | c/a_w | "
+                  "target c ≥ 0.8 a_w |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            ratio_b = statistics.median(r.b) / statistics.median(r.a)
+            ratio_c = statistics.median(r.c) / statistics.median(r.aw)
+            lines.append(f"| {r.name} | {r.sizes} ({SIZES[r.name]['real']}) | {r.n_files} / {r.n_samples} | {r.batch} | "
+                         f"{fmt(r.a)} | {fmt(r.b)} | {ratio_b:.2f} | {fmt(r.aw)} | {fmt(r.c)} | {ratio_c:.2f} | "
+                         f"{verdict(ratio_c >= 0.8)} |")
+        lines += [""]
+    if light:
+        runs = light["runs"]
+        bare_med = statistics.median(runs["bare PyTorch loop"])
+        lines += ["## 2. Framework overhead: a training step through Lightning against a bare PyTorch loop", "",
+                  f"{light['config']}; the same model copy, batches (fixed, in memory), optimiser and schedule in every "
+                  f"row; the app's callbacks and logger: {light['app']}. Overhead = bare steps/s ÷ Lightning steps/s − 1 (medians). Target (issue 15): ≤ 5 %.", "",
+                  "| loop | steps/s (min / median) | ms/step (median) | overhead vs bare | target ≤ 5 % |",
+                  "|---|---|---|---|---|"]
+        for key, xs in runs.items():
+            med = statistics.median(xs)
+            over = bare_med / med - 1
+            mark = "–" if key.startswith("bare") else verdict(over <= 0.05)
+            extra = "" if key.startswith("bare") else f"{over * 100:+.1f} % ({(1 / med - 1 / bare_med) * 1e3:+.2f} ms)"
+            lines.append(f"| {key} | {min(xs):.2f} / {med:.2f} | {1e3 / med:.1f} | {extra or '–'} | {mark} |")
+        lines += [""]
+    lines += [NOTES.strip(), ""]
+    return "\n".join(lines)
+
+
+#: What was found and changed (measured in the session that wrote this script; the tables above are re-measured on
+#: every run). Kept here so a rerun of the script keeps the explanation beside the numbers.
+NOTES = """
+## 3. What limits each row, what was optimised (before / after)
+
+Profiled with cProfile (py-spy is not installed) on the default-size data above. Where the time went before, all
+in rsbench's own code: numpy's strided copies between the (C, H, W) tensors the loaders give and the (H, W, C) arrays
+the transforms work on; the normalisation's three full-size float32 temporaries plus a strided (C, H, W) copy; a sort
+(`np.unique`) per crop try; a two-pass mask conversion. Changed (results identical, see below):
+
+| change | file | cost before → after (one call, 1 thread, min of 20) |
+|---|---|---|
+| `Normalize`: the cast writes the (C, H, W) float32 buffer, then `/ scale`, `- mean`, `/ std` in place: the same float32 operations in the same order, no temporaries, no strided float copy | `rsbench/data/augment.py` | 800² RGB 5.7 → 1.0 ms; 256² 0.56 → 0.11 ms |
+| `to_hwc` (every transform's first step) and `to_chw_tensor` (every loader's last): OpenCV `merge` / `split` instead of numpy's strided uint8 transposes (numpy kept for dtypes / channel counts OpenCV lacks); `to_chw_tensor` no longer copies twice | `rsbench/data/augment.py`, `rsbench/data/io.py` | 800² RGB: to_hwc 6.5 → 0.05 ms, to_chw 2.3 → 0.6 ms |
+| `cat_max_ratio_crop_box` (seg and cd crop): counts by `bincount` on uint8 masks instead of a sort, and a window drawn again is not counted again. LEVIR's 256² tiles are as large as the 256² crop, so all 11 draws give the same window, and a tile > 75 % unchanged (most) was sorted 11 times per sample | `rsbench/data/augment.py` | LEVIR tile: 11 sorts (≈ 3 ms) → 1 count (≈ 0.1 ms) |
+| LoveDA `convert_mask`: one int64 look-up instead of a uint8 look-up then `astype(int64)`; no `min()` of an unsigned mask | `rsbench/data/datasets/loveda.py` | 1024² mask 3.1 → 1.6 ms |
+| detection / rotated detection: in a DataLoader worker the normalised image is allocated in shared memory (their batches are lists, which `default_collate` does not stack into a shared buffer, so every 7.7 MB image was copied into shared memory to be sent) | `rsbench/data/augment.py` (`Normalize(shared=)`), `det_transforms.py`, `rotdet_transforms.py` | zero-compute 800² float32 samples through 2 workers: ≈ 107 → 213 samples/s |
+
+Identical results: `Normalize`, the layout helpers and the crop box were compared with the previous code on random inputs
+(every dtype, odd shapes and strides, read-only memmaps; 2,000 random masks / crops / seeds for the crop box: same
+windows, same number of draws), and the train transform and `__getitem__` outputs of 24 samples per dataset under the
+same seeds hash identically with the previous and the new code. Tests run: test_augment, test_fidelity_augment,
+test_datasets, test_cd_data, test_seg_data, test_det_data, test_rotdet_data, test_scene_loaders, test_truncated_data,
+test_scene_bad_input (258 passed).
+
+Before / after per sample, one process, one thread (the previous files vs the new, alternated 3 times, min of 5 passes
+each; default-size data):
+
+| dataset | train transform ms/sample | `__getitem__` ms/sample |
+|---|---|---|
+| eurosat | 1.4 → 1.8 (unchanged code path: noise) | 0.11 → 0.13 |
+| resisc45 | 1.8 → 1.9 (unchanged code path: noise) | 0.53 → 0.58 |
+| loveda | 9.2 → 3.7 (2.5×) | 20.7 → 20.9 (PNG decoding) |
+| levir | 5.9 → 1.6 (3.7×) | 0.24 → 0.18 |
+| oscd | 2.4 → 1.2 (2.0×) | 0.03 → 0.03 |
+| dior | 10.1 → 3.0 (3.3×) | 3.6 → 3.0 |
+| dior_r | 10.4 → 2.4 (4.3×) | 4.0 → 3.5 |
+
+Through the app's train loader with 2 workers (c, samples/s, medians of two full runs of this script each, old and new
+alternated): loveda 23 / 22 → 32 / 32; levir 154 / 129 → 273 / 256; oscd 238 / 223 → 425 / 443; dior 55 / 52 → 90 / 103;
+dior_r 58 / 53 → 83 / 96; eurosat and resisc45 unchanged. c / a_w: levir 0.18 → 0.31–0.34, loveda 0.36 → 0.47,
+dior(_r) 0.10–0.12 → 0.17–0.18, oscd 0.06 → 0.09.
+
+Why the loader target is still missed (what is left):
+
+- **eurosat, resisc45**: the recipe crops and resizes every image to 224² (EuroSAT: 12× the pixels of its 64² JPEG) and
+  runs RandAugment (timm, PIL) there: ~1.5–2 ms per sample against ~0.12 ms (EuroSAT) / 0.5 ms (RESISC45) to decode
+  the file. That is the recipe's work, not overhead; rsbench's own part (tensor → PIL, the erasing) is under 10 % of
+  it. 0.8× of decoding is not reachable with this recipe on CPU.
+- **levir, oscd**: with the tile cache (the config's default) `__getitem__` is faster than decoding (b/a > 1: a tile
+  is a memory-mapped slice); the augmentation of two dates (rotation, the photometric distortion's HSV round trips,
+  OSCD's resize 96² → 224²) is now ~1.2–1.6 ms per sample, almost all OpenCV kernels, against ~0.3–2 ms of decoding per
+  tile (a city's / an image's decoding shared by its 16–25 tiles).
+- **dior, dior_r**: the limit is moving 800² float32 images (7.7 MB each) from the workers to the main process: a
+  dataset that returns such images without any work reaches only ~110–210 samples/s through 2 workers on this
+  machine (uint8: ~350–750/s), and the loader with 0 workers does ~140/s. What would help: workers send uint8
+  images and the normalisation runs in the main process or on the device (`on_after_batch_transfer`), 4× fewer bytes;
+  that is a change of the datamodule and the tasks (files other engineers are editing now), not made here.
+- **loveda**: decoding the 1024² PNG image and mask is ~17 ms of the ~22 ms of `__getitem__` (the rest: the int64 mask
+  the dataset contract asks for, and the layout copy); the augmentation (resize, crop, photometric) ~3.7 ms.
+- Workers scale poorly here (a_w is 1–1.8× a, not 2×) because the machine's 2 cores are shared with other jobs.
+
+Lightning: within the noise of this machine the per-step overhead is at or below a few percent of a small CPU model's
+step (the absolute difference is the useful number: below ~1 ms per step); on a GPU, where a step is much shorter,
+the same absolute overhead weighs more: not measured here (no GPU in this session).
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smaller data, one repeat, shorter timings (about a minute)")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers (the recipes' 4, scaled to this machine)")
+    p.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated subset of {','.join(DATASETS)}")
+    p.add_argument("--repeats", type=int, default=None, help="repeats of every timing (default 3; --quick 1)")
+    p.add_argument("--min-time", type=float, default=None, help="seconds per timing (default 0.8; --quick 0.3)")
+    p.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "rsbench-bench-data",
+                   help="where the sample data is written (kept and reused)")
+    p.add_argument("--no-lightning", action="store_true", help="skip the framework-overhead part")
+    p.add_argument("--model", default="resnet18", help="backbone of the overhead part")
+    p.add_argument("--img-size", type=int, default=32)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--steps", type=int, default=None, help="steps per overhead run (default 40; --quick 20)")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads in the main process")
+    p.add_argument("--out", type=Path, default=REPO / "results" / "bench_pipeline.md")
+    args = p.parse_args(argv)
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    args.min_time = args.min_time or (0.3 if args.quick else 0.8)
+    args.steps = args.steps or (20 if args.quick else 40)
+    command = "python scripts/bench_pipeline.py" + ("" if argv is None and len(sys.argv) == 1 else
+                                                    " " + " ".join(argv if argv is not None else sys.argv[1:]))
+    torch.set_num_threads(args.threads)
+    import logging
+    import warnings
+
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    t0 = time.perf_counter()
+    names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(DATASETS))
+    if unknown:
+        p.error(f"unknown dataset(s) {unknown}; choose from {','.join(DATASETS)}")
+    args.data.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="rsbench-bench-") as tmp:
+        tmp = Path(tmp)
+        for name in names:
+            kw = SIZES[name]["quick" if args.quick else "full"]
+            t = time.perf_counter()
+            root = write_data(name, args.data, kw)
+            row = bench_dataset(name, root, args.workers, tmp / "cache", args.repeats, args.min_time,
+                                describe_sizes(name, kw))
+            rows.append(row)
+            print(f"{name:9s} a {fmt(row.a):>15s}  b {fmt(row.b):>15s}  a_w {fmt(row.aw):>15s}  c {fmt(row.c):>15s}  "
+                  f"c/a_w {statistics.median(row.c) / statistics.median(row.aw):.2f}  ({time.perf_counter() - t:.0f} s)",
+                  flush=True)
+        light = None
+        if not args.no_lightning:
+            t = time.perf_counter()
+            light = bench_lightning(args, tmp)
+            for key, xs in light["runs"].items():
+                print(f"{key:70s} {fmt(xs)} steps/s", flush=True)
+            print(f"({time.perf_counter() - t:.0f} s)")
+    shutil.rmtree(RUN_DIR.parent, ignore_errors=True)
+    text = render(args, rows, light, time.perf_counter() - t0, command)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"wrote {args.out} ({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
