@@ -1,0 +1,5 @@
+"""``python -m rsbench.leaderboard``."""
+
+from rsbench.leaderboard import main
+
+main()
