@@ -382,14 +382,11 @@ def versions() -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or ""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+        from rsbench.results import cpu_model
+    except ImportError:  # an older rsbench on PYTHONPATH (the "before" measurement)
+        cpu_model = platform.processor
+    cpu = cpu_model() or ""
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return (f"{platform.platform()}, Python {platform.python_version()}, {cpu}, {os.cpu_count()} logical CPU(s) "
             f"(affinity {len(os.sched_getaffinity(0))}), load average at the end {load}")
@@ -460,10 +457,15 @@ def render(args, rows: list[Row], light: dict[str, Any] | None, elapsed: float, 
     return "\n".join(lines)
 
 
-#: What was found and changed (measured in the session that wrote this script; the tables above are re-measured on
-#: every run). Kept here so a rerun of the script keeps the explanation beside the numbers.
+#: What was found and changed: measured ONCE (2026-12-02), not by this run; the tables above are re-measured on
+#: every run. "Before" is the data code of commit 5abd510, reproducible with
+#:   git worktree add ../rsbench-before 5abd510 && PYTHONPATH=../rsbench-before python scripts/bench_pipeline.py
 NOTES = """
 ## 3. What limits each row, what was optimised (before / after)
+
+_Measured once on 2026-12-02 (2 shared cores), not by this run. "Before" = the data code of commit 5abd510:
+`git worktree add ../rsbench-before 5abd510 && PYTHONPATH=../rsbench-before python scripts/bench_pipeline.py`
+re-measures it with this script; the per-call and per-sample timings below were taken with cProfile / timeit by hand._
 
 Profiled with cProfile (py-spy is not installed) on the default-size data above. Where the time went before, all
 in rsbench's own code: numpy's strided copies between the (C, H, W) tensors the loaders give and the (H, W, C) arrays

@@ -10,7 +10,7 @@ results/bench_rotated.md.
 * RoIAlignRotated forward + backward, 512 and 2000 RoIs x 256 channels x 7x7 on a 256 x 128 x 128 map
   (stride 8), against torchvision's horizontal ``roi_align`` on the same sizes;
 * the Oriented R-CNN assigner's IoU on a dense DOTA patch: 2000 proposals x 1000 ground truths on 1024 px
-  (:func:`rsbench.models.detection.oriented_rcnn.sparse_rbox_iou`).
+  (:func:`rsbench.models.ops.rbox.rbox_iou`, as the assigner calls it).
 
 The shapely reference computes each pair as ``Polygon.intersection(...).area`` in a Python loop (what a
 hand-written loader or metric typically does); it is timed on a sample of the pairs and scaled to the
@@ -79,8 +79,6 @@ def shapely_pairs_ms(a: torch.Tensor, b: torch.Tensor, pairs: int, sample: int =
 def bench(device: str, reps: int) -> list[tuple[str, float, float | None]]:
     from torchvision.ops import roi_align
 
-    from rsbench.models.detection.oriented_rcnn import sparse_rbox_iou
-
     g = torch.Generator().manual_seed(0)
     rows: list[tuple[str, float, float | None]] = []
     a = boxes(2000, g)
@@ -111,11 +109,11 @@ def bench(device: str, reps: int) -> list[tuple[str, float, float | None]]:
             out.sum().backward()
 
         rows.append((f"RoIAlignRotated fwd+bwd {r} RoIs x 256 ch", timeit(rot, reps, device), None))
-        rows.append((f"  torchvision roi_align (horizontal), same", timeit(hor, reps, device), None))
+        rows.append(("  torchvision roi_align (horizontal), same", timeit(hor, reps, device), None))
     props, gts = boxes(2000, g, extent=1024.0, side=40.0), boxes(1000, g, extent=1024.0, side=40.0)
     pd_, gd = props.to(device), gts.to(device)
     rows.append(("assigner IoU, 1000 gts x 2000 proposals (1024 px patch)",
-                 timeit(lambda: sparse_rbox_iou(gd, pd_), reps, device), shapely_pairs_ms(gts, props, 2000 * 1000)))
+                 timeit(lambda: rbox_iou(gd, pd_), reps, device), shapely_pairs_ms(gts, props, 2000 * 1000)))
     return rows
 
 

@@ -36,6 +36,27 @@ TASKS = {
 }
 
 
+#: the tiny ViT's shape; the released file's key layout: the pretraining encoder (fpn ops, final norm) at a
+#: 224 grid, under ``state_dict``, with the released file name in the weights folder
+ARCH = {"embed_dim": 32, "depth": 4, "num_heads": 2, "out_indices": [0, 1, 2, 3], "interval": 2}
+RELEASED = {"vitb_rvsa": "last_vit_b_rvsa_ss_is_rd_pretrn_model_encoder.pth",
+            "vitl_rvsa": "last_vit_l_rvsa_ss_is_rd_pretrn_model_encoder.pth"}
+
+
+def _released_encoder_file(tmp_path, name: str) -> dict:
+    """Write a tiny MTP encoder file in the released layout into ``tmp_path/weights``; returns its shape."""
+    import torch
+
+    from rsbench.models import build_backbone
+
+    enc = build_backbone(name, img_size=224, features="pyramid", **ARCH)  # the pretraining copy, rel-pos on
+    sd = {k: v.clone() for k, v in enc.state_dict().items()}
+    sd["norm.weight"], sd["norm.bias"] = torch.ones(32), torch.zeros(32)
+    (tmp_path / "weights").mkdir(exist_ok=True)
+    torch.save({"epoch": 1, "iteration": 10, "state_dict": sd, "optimizer": {}}, tmp_path / "weights" / RELEASED[name])
+    return ARCH
+
+
 @pytest.mark.parametrize("task", sorted(TASKS))
 @pytest.mark.parametrize("backbone", ["internimage_xl", "vitb_rvsa"])
 def test_backbone_in_task(tmp_path, task, backbone):
@@ -51,18 +72,7 @@ def test_backbone_in_task(tmp_path, task, backbone):
 def test_user_example_with_released_layout_weights(tmp_path):
     """``task=cd dataset=levir backbone=vitl_rvsa`` with ``pretrained=mtp`` (the default) once a file
     with the released name and key layout sits in the weights folder: it loads and trains."""
-    import torch
-
-    from rsbench.models import build_backbone
-
-    arch = {"embed_dim": 32, "depth": 4, "num_heads": 2, "out_indices": [0, 1, 2, 3], "interval": 2}
-    # the release: the pretraining encoder (fpn ops, final norm) at a 224 grid, under 'state_dict'
-    enc = build_backbone("vitl_rvsa", img_size=224, features="pyramid", **arch)
-    sd = {k: v.clone() for k, v in enc.state_dict().items()}
-    sd["norm.weight"], sd["norm.bias"] = torch.ones(32), torch.zeros(32)
-    (tmp_path / "weights").mkdir()
-    torch.save({"epoch": 1, "iteration": 10, "state_dict": sd, "optimizer": {}},
-               tmp_path / "weights" / "last_vit_l_rvsa_ss_is_rd_pretrn_model_encoder.pth")
+    arch = _released_encoder_file(tmp_path, "vitl_rvsa")
     kw = [f"+backbone.kwargs.{k}={v}".replace(" ", "") for k, v in arch.items()]
     run_rsbench(["task=cd", "dataset=levir", "backbone=vitl_rvsa", *kw, *COMMON, *TASKS["cd"][1:]], tmp_path)
     rec = json.loads((tmp_path / "results/runs/cd/levir/vitl_rvsa/default-s0/metrics.json").read_text())
@@ -75,18 +85,9 @@ def test_det_with_released_layout_weights_beside_the_paper(tmp_path):
     """``dataset=dior backbone=vitb_rvsa`` with an MTP-format encoder file: the detection copy of the ViT
     (no rel-pos in the global blocks) loads it with nothing missing, and the leaderboard puts the run
     beside the paper's DIOR value (the data here is not marked as generated, so it is compared)."""
-    import torch
-
     from rsbench.data.samples import MARKER, write_sample
-    from rsbench.models import build_backbone
 
-    arch = {"embed_dim": 32, "depth": 4, "num_heads": 2, "out_indices": [0, 1, 2, 3], "interval": 2}
-    enc = build_backbone("vitb_rvsa", img_size=224, features="pyramid", **arch)  # the pretraining copy, rel-pos on
-    sd = {k: v.clone() for k, v in enc.state_dict().items()}
-    sd["norm.weight"], sd["norm.bias"] = torch.ones(32), torch.zeros(32)
-    (tmp_path / "weights").mkdir()
-    torch.save({"epoch": 1, "iteration": 10, "state_dict": sd, "optimizer": {}},
-               tmp_path / "weights" / "last_vit_b_rvsa_ss_is_rd_pretrn_model_encoder.pth")
+    arch = _released_encoder_file(tmp_path, "vitb_rvsa")
     root = write_sample("dior", tmp_path / "data" / "dior")
     (root / MARKER).unlink()
     kw = [f"+backbone.kwargs.{k}={v}".replace(" ", "") for k, v in arch.items()]
@@ -106,18 +107,9 @@ def test_rotdet_every_dataset_with_released_layout_weights(tmp_path):
     """``task=rotdet`` on DIOR-R, DOTA-v1.0, DOTA-v2.0 and FAIR1M-2.0 (one sweep) with an MTP-format ViT-B
     encoder file: every member loads it with nothing missing, leaves a record and a leaderboard row, and
     DIOR-R's row (its local test is the paper's protocol) sits beside the paper's 71.29."""
-    import torch
-
     from rsbench.data.samples import MARKER, write_sample
-    from rsbench.models import build_backbone
 
-    arch = {"embed_dim": 32, "depth": 4, "num_heads": 2, "out_indices": [0, 1, 2, 3], "interval": 2}
-    enc = build_backbone("vitb_rvsa", img_size=224, features="pyramid", **arch)
-    sd = {k: v.clone() for k, v in enc.state_dict().items()}
-    sd["norm.weight"], sd["norm.bias"] = torch.ones(32), torch.zeros(32)
-    (tmp_path / "weights").mkdir()
-    torch.save({"epoch": 1, "iteration": 10, "state_dict": sd, "optimizer": {}},
-               tmp_path / "weights" / "last_vit_b_rvsa_ss_is_rd_pretrn_model_encoder.pth")
+    arch = _released_encoder_file(tmp_path, "vitb_rvsa")
     datasets = ["dior_r", "dota10", "dota20", "fair1m"]
     for name in datasets:  # each as its config's sample would be, without the generated-data marker
         cfg = yaml.safe_load((CONF / "dataset" / f"{name}.yaml").read_text())

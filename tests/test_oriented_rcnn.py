@@ -16,7 +16,6 @@ from rsbench.models.detection.oriented_rcnn import (
     ORIENTED_RCNN_DIOR_R,
     build_oriented_rcnn,
     rotated_roi_levels,
-    sparse_rbox_iou,
 )
 from rsbench.models.ops.rbox import rbox_iou
 from rsbench.models.ops.roi_align_rotated import roi_align_rotated
@@ -256,15 +255,6 @@ def test_roi_sampling_adds_gt(backbone):
     assert len(rois[0]) == 512 and n_pos == 3  # both gts (as their own proposals) + the close proposal
     assert sorted(labels[0][:n_pos].tolist()) == [1, 2, 2] and (labels[0][n_pos:] == NUM_CLASSES).all()
     assert (tgts[0][n_pos:] == 0).all()
-
-
-def test_sparse_iou_equals_dense():
-    g = torch.Generator().manual_seed(3)
-    a = torch.cat([torch.rand(40, 2, generator=g) * 300, torch.rand(40, 2, generator=g) * 40 + 2,
-                   (torch.rand(40, 1, generator=g) - 0.5) * math.pi], 1).double()
-    b = torch.cat([torch.rand(70, 2, generator=g) * 300, torch.rand(70, 2, generator=g) * 40 + 2,
-                   (torch.rand(70, 1, generator=g) - 0.5) * math.pi], 1).double()
-    torch.testing.assert_close(sparse_rbox_iou(a, b, dense_pairs=0), rbox_iou(a, b))
 
 
 def test_closed_form_proposals_equal_cv2():

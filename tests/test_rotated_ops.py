@@ -505,7 +505,14 @@ def test_blocked_cpu_iou_equals_the_dense_kernel(extent, monkeypatch):
     boxes = torch.stack([u[:, 0] * extent, u[:, 1] * extent, 3 + u[:, 2] * 50, 3 + u[:, 3] * 20,
                          (u[:, 4] - 0.5) * math.pi], 1).float()
     a, b = boxes[:700], boxes[700:]
+    calls, kernel = [], torch.ops.torchvision.box_iou_rotated
+    monkeypatch.setattr(R.torch.ops.torchvision, "box_iou_rotated",
+                        lambda x, y: calls.append(len(x) * len(y)) or kernel(x, y), raising=False)
     blocked, blocked_t = R.rbox_iou(a, b), R.rbox_iou(b, a)
+    assert len(calls) > 2 * (700 // R._BLOCK_ROWS)  # in blocks of rows, both ways round
+    if extent > 500:
+        assert sum(calls) < 0.5 * 2 * 700 * 600  # a sparse scene: far fewer kernel pairs than all of them
+    monkeypatch.undo()
     assert (blocked > 0).float().mean() < (0.2 if extent > 500 else 1.0)
     monkeypatch.setattr(R, "_BLOCKED_MIN_PAIRS", 1 << 60)
     dense = R.rbox_iou(a, b)

@@ -163,6 +163,19 @@ class DIORLayout:
                             f"Expected layout:\n{self.expected_layout}")
         return d
 
+    @staticmethod
+    def _write_sample_skeleton(root: Path, annotations: str, n: int) -> tuple[Path, list[str], int]:
+        """The sample's folders and split lists (ids 00001..n; train 00001-00003, val 00004-00005, no
+        trainval.txt, test the rest): (annotation folder, ids, number of trainval images)."""
+        main, ann = root / "ImageSets" / "Main", root / annotations
+        for d in (main, ann, root / "JPEGImages-trainval", root / "JPEGImages-test"):
+            d.mkdir(parents=True, exist_ok=True)
+        ids = [f"{i:05d}" for i in range(1, n + 1)]
+        n_trainval = 5
+        for split, names in {"train": ids[:3], "val": ids[3:n_trainval], "test": ids[n_trainval:]}.items():
+            (main / f"{split}.txt").write_text("".join(f"{name}\n" for name in names))
+        return ann, ids, n_trainval
+
     def _split_names(self, split: str) -> tuple[list[str], str]:
         main = self.base / "ImageSets" / "Main"
         if split == "trainval" and not (main / "trainval.txt").is_file():
@@ -219,15 +232,7 @@ class DIOR(DIORLayout, DetectionDataset):
         is the union), the rest in JPEGImages-test. Train holds one image without objects (00002) and
         one box 0 px wide (in 00001); class names are written in the release's mixed case."""
         rng = np.random.default_rng(seed)
-        main = root / "ImageSets" / "Main"
-        ann = root / "Annotations" / "Horizontal Bounding Boxes"
-        for d in (main, ann, root / "JPEGImages-trainval", root / "JPEGImages-test"):
-            d.mkdir(parents=True, exist_ok=True)
-        ids = [f"{i:05d}" for i in range(1, len(sizes) + 1)]
-        n_trainval = 5
-        lists = {"train": ids[:3], "val": ids[3:n_trainval], "test": ids[n_trainval:]}
-        for split, names in lists.items():
-            (main / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
+        ann, ids, n_trainval = cls._write_sample_skeleton(root, "Annotations/Horizontal Bounding Boxes", len(sizes))
         for k, (name, size) in enumerate(zip(ids, sizes)):
             folder = "JPEGImages-trainval" if k < n_trainval else "JPEGImages-test"
             img = terrain(rng, size, size)

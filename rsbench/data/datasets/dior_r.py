@@ -162,15 +162,7 @@ class DIORR(DIORLayout, RotatedDetectionDataset):
         polygon (two equal corners); 00003's first object is ``<difficult>1``; mixed-case class names as the
         release spells them."""
         rng = np.random.default_rng(seed)
-        main = root / "ImageSets" / "Main"
-        ann = root / "Annotations" / "Oriented Bounding Boxes"
-        for d in (main, ann, root / "JPEGImages-trainval", root / "JPEGImages-test"):
-            d.mkdir(parents=True, exist_ok=True)
-        ids = [f"{i:05d}" for i in range(1, len(sizes) + 1)]
-        n_trainval = 5
-        lists = {"train": ids[:3], "val": ids[3:n_trainval], "test": ids[n_trainval:]}
-        for split, names in lists.items():
-            (main / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
+        ann, ids, n_trainval = cls._write_sample_skeleton(root, "Annotations/Oriented Bounding Boxes", len(sizes))
         for k, (name, size) in enumerate(zip(ids, sizes)):
             folder = "JPEGImages-trainval" if k < n_trainval else "JPEGImages-test"
             img = (np.clip(terrain(rng, size, size), 0, 1) * 255).astype(np.uint8)

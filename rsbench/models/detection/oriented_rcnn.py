@@ -64,7 +64,7 @@ from rsbench.models.ops.roi_align_rotated import roi_align_rotated
 from rsbench.models.ops.rotated_nms import batched_nms_rotated
 
 __all__ = ["ORIENTED_RCNN_DIOR_R", "OrientedRCNN", "OrientedRPN", "OrientedRPNHead", "RotatedRoIHead",
-           "anchor_inside_flags", "build_oriented_rcnn", "rotated_roi_levels", "sparse_rbox_iou"]
+           "anchor_inside_flags", "build_oriented_rcnn", "rotated_roi_levels"]
 
 #: MTP's DIOR-R recipe (MMRotate 1.x ``oriented-rcnn-le90_r50_fpn``); every key can be overridden by name
 ORIENTED_RCNN_DIOR_R: dict[str, Any] = {
@@ -83,9 +83,6 @@ ORIENTED_RCNN_DIOR_R: dict[str, Any] = {
     "size_divisible": 32,
 }
 
-#: rotated IoU through the horizontal-box prefilter above this many pairs on the CPU (dense below, and on CUDA)
-DENSE_IOU_PAIRS = 200_000
-
 
 def anchor_inside_flags(anchors: Tensor, image_size: Sequence[int], allowed_border: float = 0) -> Tensor:
     """mmdet ``anchor_inside_flags``: anchors ``(N, 4)`` within ``allowed_border`` px of the ``(H, W)`` image
@@ -102,17 +99,6 @@ def rotated_roi_levels(rboxes: Tensor, num_levels: int, finest_scale: float = 56
     of the rotated boxes ``(K, 5)`` (their own w, h, not the enclosing box's), clamped to the levels."""
     scale = torch.sqrt(rboxes[:, 2] * rboxes[:, 3])
     return torch.floor(torch.log2(scale / finest_scale + 1e-6)).clamp(0, num_levels - 1).long()
-
-
-def sparse_rbox_iou(a: Tensor, b: Tensor, min_size: float = 1e-3, dense_pairs: int = DENSE_IOU_PAIRS) -> Tensor:
-    """``rbox_iou(a, b)`` ``(N, M)`` for the assigner (gts x proposals of a dense patch), in ``a``'s dtype.
-
-    :func:`~rsbench.models.ops.rbox.rbox_iou` itself computes large CPU inputs only where the enclosing
-    horizontal boxes meet (blocked kernel calls): 1000 gts x 2000 proposals on a 1024 px patch ~50 ms on one
-    CPU thread (the former per-gt loop here: ~0.55 s; scripts/bench_rotated.py). ``dense_pairs`` is kept
-    for callers; the choice is rbox_iou's.
-    """
-    return rbox_iou(a.detach(), b.detach().to(a.dtype), min_size=min_size)
 
 
 class OrientedRPNHead(nn.Module):
@@ -301,7 +287,7 @@ class RotatedRoIHead(nn.Module):
         for props, t in zip(proposals, targets):
             gt, gl = t["boxes"].to(props.dtype), t["labels"].long()
             if gt.shape[0]:
-                m = self.matcher(sparse_rbox_iou(gt, props))  # RBboxOverlaps2D (w, h >= 1e-3)
+                m = self.matcher(rbox_iou(gt, props))  # RBboxOverlaps2D (w, h >= 1e-3); blocked on CPU where boxes meet
             else:
                 m = torch.full((props.shape[0],), -1, dtype=torch.long, device=props.device)
             if self.add_gt and gt.shape[0]:
