@@ -301,12 +301,12 @@ def test_nms_equals_float64_reference_with_ties(thr):
     scores[::3] = torch.round(scores[::3] * 5) / 5  # many exact ties
     ref = reference_nms(boxes, scores, thr)
     assert len(ref) < 290 or thr > 0.5  # suppression happened (at 0.8: see the near duplicates)
-    for method in ("greedy", "dense"):
+    for method in ("greedy", "sparse", "dense"):
         assert nms_rotated(boxes, scores, thr, method=method).tolist() == ref
     near_dups = torch.cat([boxes[:50], boxes[:50] + T([0.5, 0, 0, 0, 0.01])])
     s2 = torch.cat([scores[:50], scores[:50]])  # ties between a box and its near duplicate
     ref2 = reference_nms(near_dups, s2, thr)
-    for method in ("greedy", "dense"):
+    for method in ("greedy", "sparse", "dense"):
         assert nms_rotated(near_dups.float(), s2.float(), thr, method=method).tolist() == ref2
 
 
@@ -324,7 +324,7 @@ def test_nms_suppresses_near_identical_duplicates(thr):
     tv = to_torchvision_rbox(boxes)
     raw = torch.ops.torchvision.box_iou_rotated(tv[:200], tv[200:400]).diagonal()
     assert int((raw < 0.7).sum()) >= 1  # the unfixed kernel would keep duplicates here
-    for method in ("greedy", "dense"):
+    for method in ("greedy", "sparse", "dense"):
         assert nms_rotated(boxes, scores, thr, method=method).tolist() == expected.tolist()
     idxs = torch.zeros(600, dtype=torch.long)
     assert batched_nms_rotated(boxes, scores, idxs, thr).tolist() == expected.tolist()
@@ -336,6 +336,7 @@ def test_nms_paths_agree_float32_and_edge_cases():
     for thr in (0.05, 0.3, 0.7):
         k1 = nms_rotated(boxes, scores, thr, method="greedy")
         assert torch.equal(k1, nms_rotated(boxes, scores, thr, method="dense"))
+        assert torch.equal(k1, nms_rotated(boxes, scores, thr, method="sparse"))
         assert bool((scores[k1][1:] <= scores[k1][:-1]).all())
     assert nms_rotated(boxes[:0], scores[:0], 0.5).shape == (0,)
     assert nms_rotated(boxes[:1], scores[:1], 0.5).tolist() == [0]
@@ -343,6 +344,29 @@ def test_nms_paths_agree_float32_and_edge_cases():
     assert nms_rotated(same, torch.tensor([0.2, 0.9, 0.5]), 0.5).tolist() == [1]
     with pytest.raises(ValueError):
         nms_rotated(boxes[:, :4], scores, 0.5)
+
+
+def test_nms_auto_picks_sparse_for_sparse_scenes_and_the_bound_is_safe(monkeypatch):
+    """"auto" on the CPU takes the sparse graph when few horizontal boxes meet and greedy when many do
+    (same keep set); the pair bound that spares the kernel never falls below the true IoU."""
+    from rsbench.models.ops import rotated_nms as N
+
+    sparse_scene, crowded = random_rboxes(400, 51, extent=2000), random_rboxes(400, 52, extent=60)
+    scores = torch.rand(400, generator=torch.Generator().manual_seed(53), dtype=D)
+    used = []
+    for name in ("_sparse", "_greedy"):
+        fn = getattr(N, name)
+        monkeypatch.setattr(N, name, lambda *a, _fn=fn, _name=name, **k: used.append(_name) or _fn(*a, **k))
+    for boxes in (sparse_scene, crowded):
+        assert nms_rotated(boxes, scores, 0.3).tolist() == reference_nms(boxes, scores, 0.3)
+    assert used == ["_sparse", "_greedy"]
+    a, b = random_rboxes(3000, 54, extent=80), random_rboxes(3000, 55, extent=80)
+    true = aligned_shapely_iou(a, b)
+    geom, idx = torch.cat([a, b]), torch.arange(3000)
+    for thr in (0.05, 0.3, 0.7):
+        may = N._may_exceed(geom, idx, idx + 3000, thr).numpy()
+        assert may[true > thr - 1e-6].all()  # every pair that can exceed thr is kept for the kernel
+        assert not may.all()  # and some are spared
 
 
 def test_batched_nms_is_class_aware():
@@ -494,27 +518,51 @@ def test_midpoint_encode_keeps_mmrotates_0p1_pixel_tolerance():
     torch.testing.assert_close(m.decode(anchor, d2), T([50, 50, 40, 20, -0.003]), atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("extent", [1024.0, 150.0])  # a sparse scene and a crowded one
-def test_blocked_cpu_iou_equals_the_dense_kernel(extent, monkeypatch):
-    """Large CPU inputs are computed in blocks where the horizontal boxes meet; every value equals the one
-    dense kernel call on all pairs (to float32 rounding: the kernel is not symmetric in its arguments)."""
+@pytest.mark.parametrize("extent", [1024.0, 60.0])  # a sparse scene and a crowded one
+def test_sparse_cpu_iou_equals_the_dense_kernel(extent, monkeypatch):
+    """On the CPU the kernel runs only on the pairs whose horizontal boxes meet, in chunks; every value is
+    the one dense call's, bit for bit, both ways round (the kernel's arguments keep their order), in float32
+    and float64. A crowded scene falls back to one dense call."""
     from rsbench.models.ops import rbox as R
 
     g = torch.Generator().manual_seed(3)
     u = torch.rand(1300, 5, generator=g, dtype=torch.float64)
     boxes = torch.stack([u[:, 0] * extent, u[:, 1] * extent, 3 + u[:, 2] * 50, 3 + u[:, 3] * 20,
                          (u[:, 4] - 0.5) * math.pi], 1).float()
+    boxes[700:720] = boxes[:20] + 1e-6  # near-duplicates across the two sets: repaired on both paths
     a, b = boxes[:700], boxes[700:]
     calls, kernel = [], torch.ops.torchvision.box_iou_rotated
     monkeypatch.setattr(R.torch.ops.torchvision, "box_iou_rotated",
                         lambda x, y: calls.append(len(x) * len(y)) or kernel(x, y), raising=False)
-    blocked, blocked_t = R.rbox_iou(a, b), R.rbox_iou(b, a)
-    assert len(calls) > 2 * (700 // R._BLOCK_ROWS)  # in blocks of rows, both ways round
+    sparse = {k: (R.rbox_iou(a.to(k), b.to(k)), R.rbox_iou(b.to(k), a.to(k))) for k in (torch.float32, torch.float64)}
     if extent > 500:
-        assert sum(calls) < 0.5 * 2 * 700 * 600  # a sparse scene: far fewer kernel pairs than all of them
+        assert len(calls) > 4 and sum(calls) < 0.05 * 4 * 700 * 600  # a few percent of the pairs
+    else:
+        assert calls == [700 * 600] * 4  # crowded: one dense call each
     monkeypatch.undo()
-    assert (blocked > 0).float().mean() < (0.2 if extent > 500 else 1.0)
-    monkeypatch.setattr(R, "_BLOCKED_MIN_PAIRS", 1 << 60)
-    dense = R.rbox_iou(a, b)
-    torch.testing.assert_close(blocked, dense, rtol=0, atol=3e-7)
-    torch.testing.assert_close(blocked_t, dense.T, rtol=0, atol=3e-7)
+    assert (sparse[torch.float32][0] > 0).float().mean() < (0.2 if extent > 500 else 1.0)
+    assert float(sparse[torch.float32][0][torch.arange(20), torch.arange(20)].min()) > 0.99
+    monkeypatch.setattr(R, "_SPARSE_MAX_DENSITY", -1.0)  # always dense
+    for k, (ab, ba) in sparse.items():
+        assert torch.equal(ab, R.rbox_iou(a.to(k), b.to(k)))
+        assert torch.equal(ba, R.rbox_iou(b.to(k), a.to(k)))
+
+
+def test_sparse_cpu_iou_without_candidates_and_in_chunks(monkeypatch):
+    """Boxes that nowhere meet: zeros and no kernel call; a candidate mask built in several chunks gives
+    the same matrix."""
+    from rsbench.models.ops import rbox as R
+
+    a = random_rboxes(300, 41, extent=100)
+    far = a.clone()
+    far[:, 0] += 1000
+    calls, kernel = [], torch.ops.torchvision.box_iou_rotated
+    monkeypatch.setattr(R.torch.ops.torchvision, "box_iou_rotated",
+                        lambda x, y: calls.append(len(x) * len(y)) or kernel(x, y), raising=False)
+    assert torch.equal(R.rbox_iou(a, far), torch.zeros(300, 300, dtype=a.dtype)) and calls == []
+    monkeypatch.undo()
+    b = random_rboxes(2000, 42, extent=2000)
+    whole = R.rbox_iou(b, b[:300])
+    monkeypatch.setattr(R, "_MASK_CHUNK", 300 * 64)  # the mask in chunks of 64 grouped boxes
+    assert torch.equal(R.rbox_iou(b, b[:300]), whole)
+    np.testing.assert_allclose(whole.numpy(), shapely_iou(b, b[:300]), atol=1e-6, rtol=0)
