@@ -245,9 +245,39 @@ def test_xview_bad_input(samples, tmp_path):
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
 
-def _tfs(img_size: int, flip_prob: float = 0.5):
-    return build_det_transforms(mean=MEAN, std=STD, img_size=img_size, in_chans=3, scale_to_unit=255.0,
-                                flip_prob=flip_prob)
+def _tfs(img_size: int, flip_prob: float = 0.5, **kw):
+    """The pipeline as a run applies it: the transform, then (a batch of one) the ``after_transfer`` step
+    that normalises the deferred uint8 image."""
+    tfs = build_det_transforms(mean=MEAN, std=STD, img_size=img_size, in_chans=3, scale_to_unit=255.0,
+                               flip_prob=flip_prob, **kw)
+
+    def run(t):
+        def call(sample):
+            out = t(sample)
+            return {**out, "image": tfs["after_transfer"]({"image": [out["image"]]})["image"][0]}
+        return call
+
+    return {"train": run(tfs["train"]), "eval": run(tfs["eval"]), "raw": tfs}
+
+
+def test_normalisation_deferred_to_the_device_gives_the_same_values():
+    """By default the image leaves the worker as uint8 (a quarter of the bytes) and is normalised after the
+    transfer; bit for bit what normalising in the worker gives, and the datamodule applies it."""
+    s = _sample(30, 40, [[2, 3, 5, 8]])
+    torch.manual_seed(0)
+    deferred = _tfs(40, flip_prob=0.5)["raw"]["train"](s)
+    assert deferred["image"].dtype == torch.uint8
+    torch.manual_seed(0)
+    direct = _tfs(40, flip_prob=0.5, defer_normalize=False)["raw"]["train"](s)
+    assert direct["image"].dtype == torch.float32
+    torch.manual_seed(0)
+    assert torch.equal(_tfs(40, flip_prob=0.5)["train"](s)["image"], direct["image"])
+    from rsbench.data.datamodule import RSDataModule
+
+    dm = RSDataModule(dataset="dior", root="unused", splits={}, batch_size=1)
+    assert dm.on_after_batch_transfer({"image": [deferred["image"]]}, 0)["image"][0].dtype == torch.uint8  # no step
+    dm.after_transfer = _tfs(40)["raw"]["after_transfer"]
+    assert torch.equal(dm.on_after_batch_transfer({"image": [deferred["image"]]}, 0)["image"][0], direct["image"])
 
 
 def _sample(h: int, w: int, boxes) -> dict:

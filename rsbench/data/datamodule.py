@@ -54,7 +54,9 @@ class RSDataModule(L.LightningDataModule):
     """Datasets of ``splits`` (stage → the dataset's split name) with the task's transforms.
 
     ``transforms`` is a factory ``f(mean=, std=, img_size=, in_chans=, scale_to_unit=, **kw)``
-    returning ``{"train": callable, "eval": callable}`` (the task config's ``transforms`` node);
+    returning ``{"train": callable, "eval": callable}`` (the task config's ``transforms`` node), optionally
+    with ``"after_transfer"``: what :meth:`on_after_batch_transfer` applies to each batch on its device
+    (detection: the normalisation of uint8 images);
     ``sample=True`` writes rsbench's generated copy of the dataset to ``root`` in
     :meth:`prepare_data` (the demo and the tests).
     """
@@ -116,6 +118,7 @@ class RSDataModule(L.LightningDataModule):
         self.datasets: dict[str, Dataset] = {}
         self.mean: list[float] | None = None
         self.std: list[float] | None = None
+        self.after_transfer: Callable[[Any], Any] | None = None
 
     # -- data on disk -------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -184,6 +187,7 @@ class RSDataModule(L.LightningDataModule):
         self.mean, self.std = self._norm_stats()
         tfs = self.transform_factory(mean=self.mean, std=self.std, **self.transform_kwargs) \
             if self.transform_factory else {}
+        self.after_transfer = tfs.get("after_transfer")
         for stage, ds in self.raw.items():
             if stage == "train" and hasattr(ds, "training_view"):
                 ds = ds.training_view()  # the dataset's own train-time filter (detection: images without objects)
@@ -193,6 +197,11 @@ class RSDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.check()
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """The transforms' ``after_transfer`` step, on the batch's device (Lightning calls this for every
+        batch of every stage, after moving it; other callers of the loaders apply it themselves)."""
+        return self.after_transfer(batch) if self.after_transfer is not None else batch
 
     def _label_fraction(self, ds: Dataset) -> Dataset:
         """The ``label_fraction`` subset of the train split as training reads it (:mod:`rsbench.data.fractions`):

@@ -12,14 +12,19 @@ Train (``configs/mtp/{dior,xview}/*.py``: ``Resize(scale=crop, keep_ratio=True)`
 2. Horizontal flip with probability ``flip_prob``: image columns reversed, boxes
    ``x1' = W - x2, x2' = W - x1`` (mmdet ``HorizontalBoxes.flip_``).
 3. Normalise ``(x / scale_to_unit - mean) / std`` (:class:`rsbench.data.augment.Normalize`; ImageNet
-   mean/std for RGB). Padding to a multiple of 32 is left to the detector.
+   mean/std for RGB). Padding to a multiple of 32 is left to the detector. By default (``defer_normalize``)
+   a uint8 image leaves the pipeline as uint8 and is normalised after the transfer to the device, by the
+   datamodule's ``on_after_batch_transfer`` (the factory's ``after_transfer``; MMDetection's data
+   preprocessor also normalises there): the same values, a quarter of the bytes through the worker queue
+   and to the GPU.
 
 Eval: the same resize (boxes scaled, **not** clipped: mmdet's test pipeline loads the annotations
 after ``Resize`` and its metric reads the annotation file, so the ground truth stays as given),
 then normalise.
 
 Samples come in as ``{"image": (C, H, W) uint8, "boxes": (N, 4) float, "labels": (N,) long}``
-and leave with a float32 image, float32 boxes and long labels (other keys passed through).
+and leave with a float32 image (uint8 until ``after_transfer`` when deferred), float32 boxes and long
+labels (other keys passed through).
 
 Randomness: :func:`rsbench.data.augment.call_generators` (one draw from torch's generator per
 call), as the other families.
@@ -33,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rsbench.data.augment import Normalize, call_generators, imrescale, in_worker, rescale_size, to_hwc
+from rsbench.data.augment import Normalize, call_generators, flip_image, imrescale, in_worker, rescale_size, to_hwc
 
 __all__ = ["DetTransform", "build_det_transforms", "flip_boxes", "resize_boxes"]
 
@@ -60,10 +65,11 @@ class DetTransform:
     """Keep-ratio resize to ``img_size``, optional horizontal flip, normalisation (module docstring)."""
 
     def __init__(self, img_size: int | Sequence[int], normalize: Normalize, *, flip_prob: float = 0.0,
-                 clip: bool = True) -> None:
+                 clip: bool = True, defer_normalize: bool = False) -> None:
         s = (int(img_size), int(img_size)) if isinstance(img_size, (int, float)) else tuple(int(v) for v in img_size)
         self.scale: tuple[int, int] = (s[0], s[1])
         self.normalize, self.flip_prob, self.clip = normalize, float(flip_prob), bool(clip)
+        self.defer_normalize = bool(defer_normalize)
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         image = to_hwc(sample["image"])
@@ -79,10 +85,11 @@ class DetTransform:
         if self.flip_prob > 0:
             rng, _ = call_generators()
             if rng.random() < self.flip_prob:
-                image = np.ascontiguousarray(image[:, ::-1])
+                image = flip_image(image, "horizontal")
                 boxes = flip_boxes(boxes, nw)
         out = dict(sample)
-        out["image"] = self.normalize(image, shared=in_worker())  # batches are lists: no stacking copy
+        # batches are lists, not stacked into one shared buffer: a worker writes the image to shared memory itself
+        out["image"] = self.normalize(image, shared=in_worker(), defer=self.defer_normalize)
         if has_boxes:
             out["boxes"] = torch.from_numpy(np.ascontiguousarray(boxes, np.float32))
         if "labels" in sample:
@@ -100,8 +107,10 @@ def _as_boxes(boxes: Any) -> np.ndarray:
 
 def build_det_transforms(*, img_size: int, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                          in_chans: int = 3, scale_to_unit: float = 255.0, flip_prob: float = 0.5,
-                         **_: Any) -> dict[str, Callable]:
-    """``{"train": fn, "eval": fn}`` for the datamodule (the factory shape of the other families)."""
+                         defer_normalize: bool = True, **_: Any) -> dict[str, Callable]:
+    """``{"train": fn, "eval": fn, "after_transfer": fn}`` for the datamodule (the factory shape of the other
+    families; ``after_transfer`` normalises the deferred images of a batch on its device)."""
     normalize = Normalize(mean, std, scale_to_unit, in_chans)
-    return {"train": DetTransform(img_size, normalize, flip_prob=flip_prob, clip=True),
-            "eval": DetTransform(img_size, normalize, flip_prob=0.0, clip=False)}
+    return {"train": DetTransform(img_size, normalize, flip_prob=flip_prob, clip=True, defer_normalize=defer_normalize),
+            "eval": DetTransform(img_size, normalize, flip_prob=0.0, clip=False, defer_normalize=defer_normalize),
+            "after_transfer": normalize.after_transfer}

@@ -147,12 +147,12 @@ def read_lines(path: str | Path) -> list[str]:
 
 
 #: dtypes OpenCV's split/merge copy (the fast paths of :func:`hwc_to_chw` / :func:`chw_to_hwc`); OpenCV's channel limit
-_CV_DTYPES = frozenset(np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.int32, np.float32, np.float64))
+CV_DTYPES = frozenset(np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.int32, np.float32, np.float64))
 _CV_MAX_CHANNELS = 512
 
 
 def _cv_ok(arr: np.ndarray, channels: int) -> bool:
-    return arr.ndim == 3 and arr.dtype in _CV_DTYPES and 1 < channels <= _CV_MAX_CHANNELS and arr.size > 0
+    return arr.ndim == 3 and arr.dtype in CV_DTYPES and 1 < channels <= _CV_MAX_CHANNELS and arr.size > 0
 
 
 def hwc_to_chw(arr: np.ndarray) -> np.ndarray:

@@ -22,7 +22,9 @@ angle_range=180, rect_obj_labels=[9, 11])``]):
    half-pixel difference between the two centres is kept; boxes whose centre leaves ``[0, W] × [0, H]``
    are dropped (``RotatedBoxes.is_inside``).
 4. **Normalise** ``(x / scale_to_unit − mean) / std`` (:class:`rsbench.data.augment.Normalize`). Padding
-   to a multiple of 32 is left to the detector (mmdet's data preprocessor).
+   to a multiple of 32 is left to the detector (mmdet's data preprocessor). By default a uint8 image is
+   normalised after the transfer to the device instead (``defer_normalize``, as
+   :mod:`rsbench.data.det_transforms`): the same values, a quarter of the bytes to send.
 
 The training output has ``image``, ``boxes``, ``labels``, ``difficult`` (``polygons`` are dropped: they no
 longer match the boxes after a rotation). Eval: the resize only, applied to ``boxes`` **and**
@@ -44,7 +46,16 @@ import cv2
 import numpy as np
 import torch
 
-from rsbench.data.augment import Normalize, call_generators, imrescale, imrotate, in_worker, rescale_size, to_hwc
+from rsbench.data.augment import (
+    Normalize,
+    call_generators,
+    flip_image,
+    imrescale,
+    imrotate,
+    in_worker,
+    rescale_size,
+    to_hwc,
+)
 from rsbench.errors import ConfigError
 
 __all__ = ["RotDetTransform", "build_rotdet_transforms", "choose_flip", "rescale_rboxes", "resolve_classes",
@@ -89,14 +100,6 @@ def choose_flip(rng: np.random.Generator, prob: float, directions: Sequence[str]
     return None if choice == n else directions[choice]
 
 
-def _flip_image(img: np.ndarray, direction: str) -> np.ndarray:
-    if direction == "horizontal":
-        return np.ascontiguousarray(img[:, ::-1])
-    if direction == "vertical":
-        return np.ascontiguousarray(img[::-1])
-    return np.ascontiguousarray(img[::-1, ::-1])
-
-
 def _flip_polys(polys: np.ndarray, w: int, h: int, direction: str) -> np.ndarray:
     p = polys.copy()
     if direction in ("horizontal", "diagonal"):
@@ -126,7 +129,7 @@ class RotDetTransform:
 
     def __init__(self, img_size: int | Sequence[int], normalize: Normalize, *, train: bool, flip_prob: float = 0.0,
                  flip_directions: Sequence[str] = DIRECTIONS, rotate_prob: float = 0.0, rotate_range: float = 180,
-                 rect_labels: Sequence[int] = (), rotate_border: float = 0) -> None:
+                 rect_labels: Sequence[int] = (), rotate_border: float = 0, defer_normalize: bool = False) -> None:
         s = (int(img_size), int(img_size)) if isinstance(img_size, (int, float)) else tuple(int(v) for v in img_size)
         self.scale: tuple[int, int] = (s[0], s[1])
         self.normalize, self.train = normalize, bool(train)
@@ -139,6 +142,7 @@ class RotDetTransform:
         self.rotate_prob, self.rotate_range = float(rotate_prob), float(rotate_range)
         self.rect_labels = tuple(int(c) for c in rect_labels)
         self.rotate_border = rotate_border
+        self.defer_normalize = bool(defer_normalize)
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         image = to_hwc(sample["image"])
@@ -164,7 +168,7 @@ class RotDetTransform:
             rng, _ = call_generators()
             direction = choose_flip(rng, self.flip_prob, self.flip_directions)
             if direction is not None:
-                image = _flip_image(image, direction)
+                image = flip_image(image, direction)
                 boxes = flip_rboxes(boxes, nw, nh, direction)
             if self.rotate_prob > 0 and rng.random() < self.rotate_prob:
                 angle = self.rotate_range * (2 * rng.random() - 1)
@@ -177,7 +181,8 @@ class RotDetTransform:
             out.pop("polygons", None)
         elif polys is not None:
             out["polygons"] = torch.from_numpy(np.ascontiguousarray(polys, np.float32))
-        out["image"] = self.normalize(image, shared=in_worker())  # batches are lists: no stacking copy
+        # batches are lists, not stacked into one shared buffer: a worker writes the image to shared memory itself
+        out["image"] = self.normalize(image, shared=in_worker(), defer=self.defer_normalize)
         out["boxes"] = boxes.to(torch.float32).contiguous()
         out["labels"] = labels
         out["difficult"] = difficult
@@ -197,8 +202,9 @@ def build_rotdet_transforms(*, img_size: int, mean: Sequence[float] | None = Non
                             flip_directions: Sequence[str] = DIRECTIONS, rotate_prob: float = 0.0,
                             rotate_range: float = 180, rect_classes: Sequence[int | str] = (),
                             classes: Sequence[str] | None = None, train_aug: bool = True,
-                            **_: Any) -> dict[str, Callable]:
-    """``{"train": fn, "eval": fn}`` for the datamodule (the factory shape of the other families).
+                            defer_normalize: bool = True, **_: Any) -> dict[str, Callable]:
+    """``{"train": fn, "eval": fn, "after_transfer": fn}`` for the datamodule (the factory shape of the other
+    families; ``after_transfer`` normalises the deferred images of a batch on its device).
 
     ``rect_classes``: MMRotate's ``rect_obj_labels`` as class ids or names (names are looked up in
     ``classes``, the dataset's class list; the recipes pass names). ``train_aug=False``: train = resize only.
@@ -207,5 +213,6 @@ def build_rotdet_transforms(*, img_size: int, mean: Sequence[float] | None = Non
     rect = resolve_classes(rect_classes, classes)
     train = RotDetTransform(img_size, normalize, train=True, flip_prob=flip_prob if train_aug else 0.0,
                             flip_directions=flip_directions, rotate_prob=rotate_prob if train_aug else 0.0,
-                            rotate_range=rotate_range, rect_labels=rect)
-    return {"train": train, "eval": RotDetTransform(img_size, normalize, train=False)}
+                            rotate_range=rotate_range, rect_labels=rect, defer_normalize=defer_normalize)
+    return {"train": train, "eval": RotDetTransform(img_size, normalize, train=False, defer_normalize=defer_normalize),
+            "after_transfer": normalize.after_transfer}
