@@ -254,7 +254,8 @@ def _run(cfg: DictConfig, job: _Job) -> dict[str, Any]:
     model = _instantiate(c.task.module, class_names=dm.class_names or None, _convert_="all")
 
     def fit_and_test(resume: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-        logger = _instantiate(c.logger) if c.logger.get("_target_") else False
+        logger = _instantiate(c.logger, **_logger_resume(c, run_dir, resume, record.write)) \
+            if c.logger.get("_target_") else False
         if logger:
             logger.log_hyperparams(OmegaConf.to_container(c))  # the whole resolved config
         trainer = _instantiate(c.trainer, callbacks=list(callbacks.values()), logger=logger,
@@ -297,6 +298,15 @@ def _run(cfg: DictConfig, job: _Job) -> dict[str, Any]:
         except Exception as e:  # noqa: BLE001 — the run is recorded; its summary is a courtesy
             log.warning("warning: no summary: %s", error_text(e))
     return rec
+
+
+def _logger_resume(c: DictConfig, run_dir: Path, resume: str | None, write: bool) -> dict[str, Any]:
+    """Arguments that make a resumed run continue its wandb run (rsbench.tracking.wandb_run_id)."""
+    if not str(c.logger.get("_target_", "")).endswith("WandbLogger") or c.logger.get("id"):
+        return {}
+    from rsbench.tracking import wandb_run_id
+
+    return {"id": wandb_run_id(run_dir, resume is not None, write), "resume": "allow"}
 
 
 def _finish_wandb(logger: Any, failed: bool) -> None:

@@ -7,7 +7,9 @@
   ``RSBENCH_WANDB_GROUP`` to :func:`sweep_group` of the sweep's command-line overrides, so every member
   (run in this process, or as a submitit job that inherits its environment) is in the same group, and a
   relaunch of the same sweep (to resume it) joins the same group again. Choose the group yourself with
-  ``RSBENCH_WANDB_GROUP=<name>`` (kept by the callback) or ``logger.group=<name>``.
+  ``RSBENCH_WANDB_GROUP=<name>`` (kept by the callback) or ``logger.group=<name>``. The wandb run id is
+  kept in ``<run>/wandb_id`` (:func:`wandb_run_id`): a run resumed from its checkpoint (a relaunch, a
+  requeued SLURM job) continues its wandb run; a fresh start (the first launch, ``force=true``) begins a new one.
 * :func:`log_leaderboard` (``python -m rsbench.leaderboard --wandb``, or ``leaderboard=wandb`` on a run)
   logs ``leaderboard.csv``, ``leaderboard_backbones.csv`` and ``leaderboard_per_class.csv`` as wandb Tables
   and the leaderboard's figures as images, in a run of ``job_type=leaderboard`` under ``<results>/wandb/``.
@@ -31,6 +33,30 @@ log = logging.getLogger(__name__)
 #: the wandb group of every run of this process (set by :class:`SweepGroup` in a multirun, or by the user)
 ENV_GROUP = "RSBENCH_WANDB_GROUP"
 _SET_BY_SWEEP: str | None = None  # the value SweepGroup put there (a user's own value is never replaced)
+
+
+WANDB_ID_FILE = "wandb_id"
+
+
+def wandb_run_id(run_dir: str | Path, resume: bool, write: bool = True) -> str:
+    """The wandb run id of the run in ``run_dir``: the one saved there when the run ``resume``s from its
+    checkpoint, else a new random id, saved (``write``: the process that writes the record) for a later
+    resume. The logger gets it with ``resume="allow"``, so wandb continues that run (offline: a new
+    offline folder under the same id, which ``wandb sync`` uploads into the same run)."""
+    import secrets
+
+    from rsbench.results import atomic_write_text
+
+    path = Path(run_dir) / WANDB_ID_FILE
+    if resume and path.is_file():
+        saved = path.read_text().strip()
+        if saved.isalnum():
+            return saved
+    new = secrets.token_hex(8)
+    if write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, new + "\n")
+    return new
 
 
 def sweep_group(overrides: Iterable[str], config_name: str = "config") -> str:

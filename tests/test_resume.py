@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from pathlib import Path
@@ -105,3 +106,27 @@ def test_cluster_requeue_signal_saves_at_the_batch_hands_over_and_resumes_exactl
     rec = _record(tmp_path)
     assert rec["status"] == "ok" and rec["epochs"] == whole["epochs"]
     assert rec["metrics"]["confusion_matrix"] == whole["metrics"]["confusion_matrix"]
+
+
+def test_a_resumed_run_continues_its_wandb_run_and_force_starts_a_new_one(tmp_path):
+    """logger=wandb (offline): the relaunch after SIGTERM logs under the wandb run id of the interrupted
+    launch (kept in <run>/wandb_id, resume="allow"), so a requeued job does not split its curves over two
+    wandb runs; force=true is a fresh run and gets a new id."""
+    from test_plots import _wandb_records
+
+    args = [*RUN, "+callbacks.kill.signame=SIGTERM", "logger=wandb"]
+    wenv = {"WANDB_MODE": "offline", "WANDB_CONSOLE": "off"}
+    assert run_rsbench(args, tmp_path, check=False, env={**KILL, **wenv}).returncode == 143
+    run_rsbench(args, tmp_path, env={**ENV, **wenv})
+    run_dir = tmp_path / RUN_DIR
+
+    def ids() -> list[str]:
+        files = sorted(glob.glob(str(run_dir / "wandb" / "offline-run-*" / "run-*.wandb")))
+        return [next(r.run for r in _wandb_records(Path(f)) if r.WhichOneof("record_type") == "run").run_id
+                for f in files]
+
+    first = ids()
+    assert len(first) == 2 and first[0] == first[1] == (run_dir / "wandb_id").read_text().strip()
+    run_rsbench([*args[:-2], "logger=wandb", "force=true"], tmp_path, env={**ENV, **wenv})
+    again = ids()
+    assert len(again) == 3 and len(set(again)) == 2 and (run_dir / "wandb_id").read_text().strip() not in first
