@@ -76,3 +76,41 @@ def test_truncated_jpeg_stops_the_run_with_exit_2_naming_it_with_workers(samples
     assert f"{bad}: not a readable image" in out and "Caught DataError" not in out and "Traceback" not in out
     rec = json.loads(next((tmp_path / "results").glob("runs/**/metrics.json")).read_text())
     assert rec["status"] == "failed" and rec["error"].startswith(f"DataError: {bad}: not a readable image")
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+@pytest.mark.parametrize("subsampling", [0, 1, 2])  # 4:4:4, 4:2:2, 4:2:0
+def test_rgb_jpegs_decode_by_opencv_to_pils_pixels(tmp_path, monkeypatch, subsampling, progressive):
+    """Complete RGB JPEGs take OpenCV's decoder (mmcv's, MTP's; a little faster than PIL) and give PIL's pixels;
+    grey JPEGs, JPEGs with bytes after the end marker and cut files go to PIL as before."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from rsbench.data import io
+
+    rng = np.random.default_rng(subsampling * 2 + progressive)
+    calls = []
+    decode = cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: calls.append(1) or decode(*a))
+    for k, (h, w) in enumerate([(37, 53), (64, 64), (121, 90)]):
+        pixels = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (5, 5), 1.5)
+        path = tmp_path / f"{k}.jpg"
+        Image.fromarray(pixels).save(path, "JPEG", quality=int(rng.integers(40, 98)), subsampling=subsampling,
+                                     progressive=progressive)
+        ref = np.asarray(Image.open(path).convert("RGB"))
+        got = io.read_image(path)
+        assert got.dtype == np.uint8 and got.flags.c_contiguous and np.array_equal(got, ref)
+    assert len(calls) == 3  # all three through OpenCV
+    grey = tmp_path / "grey.jpg"
+    Image.fromarray(pixels[:, :, 0]).save(grey, "JPEG")
+    with pytest.raises(DataError, match="grey.jpg: has 1 band"):
+        io.read_image(grey)
+    assert io.read_image(grey, strict=False).shape == (121, 90, 3)
+    trailing = tmp_path / "trailing.jpg"
+    trailing.write_bytes(path.read_bytes() + b"\0\0")
+    assert np.array_equal(io.read_image(trailing), ref)
+    assert len(calls) == 3  # neither went through OpenCV
+    with pytest.raises(DataError, match="2.jpg"):
+        io.read_image(_cut(path))
+    assert len(calls) == 3
