@@ -542,10 +542,10 @@ Why the loader target is still missed (what is left):
   the dataset contract asks for, and the layout copy); the augmentation (resize, crop, photometric) ~3.7 ms.
 - Workers scale poorly here (a_w is 1–1.8× a, not 2×) because the machine's 2 cores are shared with other jobs.
 
-Lightning (runs of the afternoon of 2026-12-02, the host much busier than in the morning): the two Lightning rows
+Lightning (this session's runs, the host much busier than in the session of commit c64203c): the two Lightning rows
 contradict each other from run to run (the app's row does strictly more work than the bare-Lightning row, yet came
-out 10 % faster in one run and 12 % slower in another), so single runs are within ±10 % noise here; the morning's
-quieter runs measured −0.8 % and −2.9 % (medians). No code on the training step changed in between.
+out 10 % faster in one run and 12 % slower in another), so single runs are within ±10 % noise here;
+the earlier session's quieter run measured −0.8 % and −2.9 % (medians). No code on the training step changed in between.
 Lightning: within the noise of this machine the per-step overhead is at or below a few percent of a small CPU model's
 step (the absolute difference is the useful number: below ~1 ms per step); on a GPU, where a step is much shorter,
 the same absolute overhead weighs more: not measured here (no GPU in this session).
