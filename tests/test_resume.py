@@ -108,7 +108,7 @@ def test_cluster_requeue_signal_saves_at_the_batch_hands_over_and_resumes_exactl
     assert rec["metrics"]["confusion_matrix"] == whole["metrics"]["confusion_matrix"]
 
 
-def test_a_resumed_run_continues_its_wandb_run_and_force_starts_a_new_one(tmp_path):
+def test_a_resumed_run_continues_its_wandb_run_and_a_fresh_start_draws_a_new_id(tmp_path):
     """logger=wandb (offline): the relaunch after SIGTERM logs under the wandb run id of the interrupted
     launch (kept in <run>/wandb_id, resume="allow"), so a requeued job does not split its curves over two
     wandb runs; a run that does not resume (force=true) gets a new id."""
