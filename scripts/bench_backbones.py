@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -54,6 +53,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+from rsbench.results import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -356,20 +357,10 @@ def measure_memory(entry: BenchEntry, size: int, args: argparse.Namespace) -> fl
 # ----------------------------------------------------------------------------- report
 
 
-def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def write_report(path: Path, results: list[Result], skipped: list[Skipped], args: argparse.Namespace,
                  load: tuple[tuple[float, ...], tuple[float, ...]], wall: float) -> None:
     device = torch.device(args.device)
-    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{_cpu_name()}, {os.cpu_count()} cores"
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_model() or 'unknown'}, {os.cpu_count()} cores"
     lines = [
         "# Backbone benchmark: forward + backward",
         "",

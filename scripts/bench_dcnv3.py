@@ -34,7 +34,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -50,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from official_internimage import load_official  # noqa: E402
 
 from rsbench.models.ops.dcnv3 import dcnv3_core  # noqa: E402
+from rsbench.results import cpu_model  # noqa: E402
 
 CHANNELS, GROUPS, DEPTHS = (192, 384, 768, 1536), (12, 24, 48, 96), (5, 5, 24, 5)
 OFFSET_SCALE = 2.0
@@ -158,16 +158,6 @@ def fmt_mib(b: int) -> str:
     return f"{b / 2**20:.1f}"
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--official-root", required=True)
@@ -230,7 +220,7 @@ def write_report(args, impls, rows, load_start, load_end, elapsed, commit) -> No
         f"Command: `{cmd}`",
         "",
         f"- date {datetime.datetime.now().isoformat(timespec='minutes')}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} torch threads, {os.cpu_count()} logical CPUs ({cpu_name()})",
+        f"{torch.get_num_threads()} torch threads, {os.cpu_count()} logical CPUs ({cpu_model() or 'unknown'})",
         f"- official code: github.com/ViTAE-Transformer/MTP @ {commit}, `dcnv3_core_pytorch`",
         f"- load average (1 min) {load_start[0]:.1f} at start, {load_end[0]:.1f} at end; other jobs share this "
         f"machine, so times are the min (and median) of {args.repeats * args.passes} runs ({args.passes} sweeps over "

@@ -54,7 +54,7 @@ from torch.utils.data import DataLoader, Dataset
 REPO = Path(__file__).resolve().parents[1]
 #: the composed config's paths.output_dir (the app's run folder; the app-like Lightning runs write there)
 RUN_DIR = Path(tempfile.gettempdir()) / f"rsbench-bench-run-{os.getpid()}" / "run"
-sys.path.insert(0, str(REPO))
+sys.path.append(str(REPO))  # after PYTHONPATH: `PYTHONPATH=<a worktree> python scripts/bench_pipeline.py` measures that code
 
 # ---------------------------------------------------------------------------------------------- data sizes
 #: write_sample keywords per dataset (default run / --quick), and what the real release holds
@@ -396,9 +396,13 @@ def machine() -> str:
 
 
 def git_state() -> str:
+    """The commit of the rsbench package this process imports (a worktree given by PYTHONPATH, else this one)."""
+    import rsbench
+
+    code = Path(rsbench.__file__).resolve().parents[1]
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=code, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=code, capture_output=True,
                                text=True).stdout.strip()
         return f"{head}{' + uncommitted changes' if dirty else ''}"
     except OSError:
@@ -488,8 +492,7 @@ the transforms work on; the normalisation's three full-size float32 temporaries 
 | `cat_max_ratio_crop_box` (seg and cd crop): counts by `bincount` on uint8 masks instead of a sort, and a window drawn again is not counted again. LEVIR's 256² tiles are as large as the 256² crop, so all 11 draws give the same window, and a tile > 75 % unchanged (most) was sorted 11 times per sample | `rsbench/data/augment.py` | LEVIR tile: 11 sorts (≈ 3 ms) → 1 count (≈ 0.1 ms) |
 | LoveDA `convert_mask`: one int64 look-up instead of a uint8 look-up then `astype(int64)`; no `min()` of an unsigned mask | `rsbench/data/datasets/loveda.py` | 1024² mask 3.1 → 1.6 ms |
 | detection / rotated detection: in a DataLoader worker the normalised image is allocated in shared memory (their batches are lists, which `default_collate` does not stack into a shared buffer, so every 7.7 MB image was copied into shared memory to be sent) | `rsbench/data/augment.py` (`Normalize(shared=)`), `det_transforms.py`, `rotdet_transforms.py` | zero-compute 800² float32 samples through 2 workers: ≈ 107 → 213 samples/s |
-| detection / rotated detection, second round (commit after 08eb6c4): the image leaves the worker as uint8 and is normalised after the transfer, on the device (`defer_normalize`, the factories' `after_transfer` step, applied by the datamodule's `on_after_batch_transfer`: the same float32 operations, bit for bit); flips by OpenCV's `flip` instead of numpy's reversed-view copies | `rsbench/data/augment.py` (`Normalize(defer=)`, `on_tensor`, `flip_image`), `datamodule.py`, `det_transforms.py`, `rotdet_transforms.py` | shared-memory copy of an 800² image 6.1 → 1.6 ms; normalising it in the main process on the CPU 0.7 ms (on a GPU: on the device); horizontal flip of 800² RGB 6.5 → 1.1 ms; DIOR's transformed sample in one process 8.3 → 6.4 ms; DIOR c 47 → 87 samples/s (this script, before / after, one run each) |
-| third round: complete RGB JPEGs decoded by OpenCV's `imdecode` (mmcv's decoder) instead of PIL, the same pixels (tested: baseline and progressive, every chroma subsampling); cut files, grey JPEGs and anything unusual still go to PIL and its errors | `rsbench/data/io.py` (`read_image`) | 800² JPEG read 4.3 → 3.5 ms (alternated runs, min of 6) |
+| detection / rotated detection, second round (commit after 08eb6c4): the image leaves the worker as uint8 and is normalised after the transfer, on the device (`defer_normalize`, the factories' `after_transfer` step, applied by the datamodule's `on_after_batch_transfer`: the same float32 operations, bit for bit); flips by OpenCV's `flip` instead of numpy's reversed-view copies | `rsbench/data/augment.py` (`Normalize(defer=)`, `on_tensor`, `flip_image`), `datamodule.py`, `det_transforms.py`, `rotdet_transforms.py` | shared-memory copy of an 800² image 6.1 → 1.6 ms; normalising it in the main process on the CPU 0.7 ms (on a GPU: on the device); horizontal flip of 800² RGB 6.5 → 1.1 ms; DIOR's transformed sample in one process 8.3 → 6.4 ms; DIOR and DIOR-R c medians, two alternated runs each: before 68–82 samples/s, after 73–115 (+10–40 %; before: `git worktree add ../rsbench-08eb6c4 08eb6c4 && PYTHONPATH=../rsbench-08eb6c4 python scripts/bench_pipeline.py --datasets dior --no-lightning`) |
 
 Identical results: `Normalize`, the layout helpers and the crop box were compared with the previous code on random inputs
 (every dtype, odd shapes and strides, read-only memmaps; 2,000 random masks / crops / seeds for the crop box: same
@@ -527,11 +530,13 @@ Why the loader target is still missed (what is left):
   OSCD's resize 96² → 224²) is now ~1.2–1.6 ms per sample, almost all OpenCV kernels, against ~0.3–2 ms of decoding per
   tile (a city's / an image's decoding shared by its 16–25 tiles).
 - **dior, dior_r**: after the second round the workers send uint8 and the main process (here on the CPU) normalises:
-  per sample ~3 ms of JPEG decoding (OpenCV since the third round), ~1.5 ms of the loader's layout copies (array → (C, H, W) tensor,
+  per sample ~3 ms of JPEG decoding (PIL), ~1.5 ms of the loader's layout copies (PIL → array → (C, H, W) tensor,
   the dataset contract, then (H, W, C) for the transform and back), ~0.3 ms of flips, ~1.6 ms of shared-memory page
   faults for the 1.9 MB image, and ~0.7 ms of normalisation in the main process, which shares the 2 cores with the
-  workers. Plain decoding (now OpenCV for JPEGs too) does only the first item, so c / a_w stays near 0.2–0.45 on 2
-  cores. Left: reusing shared-memory buffers across batches (PyTorch's DataLoader does not offer it), and the
+  workers. Plain decoding does only the first item, so c / a_w stays near 0.2–0.55 on 2 cores. Tried and reverted:
+  decoding JPEGs with OpenCV (mmcv's decoder; the same pixels as PIL's, ~20 % faster in one process): once the main
+  process has decoded with OpenCV (the warm-up, the data checks), DataLoader workers forked afterwards decode at
+  half speed (~250 instead of ~490 files/s, alternated runs) and c gained nothing. Left: reusing shared-memory buffers across batches (PyTorch's DataLoader does not offer it), and the
   loader's (C, H, W) contract, which costs two layout copies per image.
 - **loveda**: decoding the 1024² PNG image and mask is ~17 ms of the ~22 ms of `__getitem__` (the rest: the int64 mask
   the dataset contract asks for, and the layout copy); the augmentation (resize, crop, photometric) ~3.7 ms.

@@ -563,6 +563,6 @@ def test_sparse_cpu_iou_without_candidates_and_in_chunks(monkeypatch):
     monkeypatch.undo()
     b = random_rboxes(2000, 42, extent=2000)
     whole = R.rbox_iou(b, b[:300])
-    monkeypatch.setattr(R, "_MASK_CHUNK", 300 * 64)  # the mask in chunks of 64 grouped boxes
+    monkeypatch.setattr(R, "_MASK_CHUNK", 300 * 64)  # the mask in chunks of 9 of the 300 grouped boxes
     assert torch.equal(R.rbox_iou(b, b[:300]), whole)
     np.testing.assert_allclose(whole.numpy(), shapely_iou(b, b[:300]), atol=1e-6, rtol=0)

@@ -104,23 +104,15 @@ class Normalize:
         else:
             out = np.array(x.transpose(2, 0, 1), dtype=np.float32, order="C")
             t = torch.from_numpy(out)
-        self._in_place(out)
-        return t
-
-    def _in_place(self, out: np.ndarray) -> None:
         np.divide(out, self.scale, out=out)
         out -= self.mean[:, None, None]
         out /= self.std[:, None, None]
+        return t
 
     def on_tensor(self, image: torch.Tensor) -> torch.Tensor:
         """A deferred (C, H, W) image (any device) normalised: a float32 copy, then ``/ scale``, ``- mean``,
-        ``/ std`` in place. On the CPU by NumPy, as in the worker (torch's broadcasting ops take ~4x as long
-        there); elsewhere the divisors are device tensors, not Python scalars (CUDA would multiply by a
-        scalar's reciprocal instead of dividing)."""
-        if image.device.type == "cpu":
-            out = image.detach().numpy().astype(np.float32)
-            self._in_place(out)
-            return torch.from_numpy(out)
+        ``/ std`` in place, the worker's float32 operations in its order (the same bits on the CPU, tested).
+        The divisors are device tensors, not Python scalars: CUDA would multiply by a scalar's reciprocal."""
         out = image.to(torch.float32, copy=True)
         c = out.shape[-3]
         consts = torch.tensor(np.stack([np.full(c, self.scale, np.float32), self.mean, self.std]), device=out.device)

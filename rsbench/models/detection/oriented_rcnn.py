@@ -287,7 +287,7 @@ class RotatedRoIHead(nn.Module):
         for props, t in zip(proposals, targets):
             gt, gl = t["boxes"].to(props.dtype), t["labels"].long()
             if gt.shape[0]:
-                m = self.matcher(rbox_iou(gt, props))  # RBboxOverlaps2D (w, h >= 1e-3); blocked on CPU where boxes meet
+                m = self.matcher(rbox_iou(gt, props))  # RBboxOverlaps2D (w, h >= 1e-3); on the CPU only pairs that meet
             else:
                 m = torch.full((props.shape[0],), -1, dtype=torch.long, device=props.device)
             if self.add_gt and gt.shape[0]:

@@ -359,7 +359,7 @@ def _aligned_kernel(ta: Tensor, tb: Tensor, chunk: int) -> Tensor:
     return torch.cat([kernel(ta[i : i + chunk], tb[i : i + chunk]).diagonal() for i in range(0, ta.shape[0], chunk)])
 
 
-_GROUP = 8  # boxes per cell of the spatial order the sparse CPU path groups pairs by
+_CELL = 8  # boxes per cell of the spatial order the sparse CPU path chunks pairs along
 _CHUNK_PER_BOX = 8  # kernel pairs wanted per call, per box of the grouped side (see _grouped_kernel)
 _MASK_CHUNK = 1 << 22  # pairs per horizontal-overlap mask chunk (bounds its memory)
 _SPARSE_MAX_DENSITY = 0.25  # above this fraction of candidate pairs, one dense kernel call is cheaper
@@ -420,9 +420,9 @@ def _sparse_pairs(ta: Tensor, tb: Tensor, ga: Tensor, gb: Tensor) -> tuple[Tenso
     ha, hb = _grown_hbox(ga), _grown_hbox(gb)
     g_first = n < m
     (tg, hg), (to, ho) = ((ta, ha), (tb, hb)) if g_first else ((tb, hb), (ta, ha))
-    order = _spatial_order(hg, _GROUP)
+    order = _spatial_order(hg, _CELL)
     hg = hg[order]
-    step = max(_GROUP, (_MASK_CHUNK // max(ho.shape[0], 1)) // _GROUP * _GROUP)
+    step = max(1, _MASK_CHUNK // max(ho.shape[0], 1))
     rs, iis, total = [], [], 0
     for c0 in range(0, hg.shape[0], step):  # pairs by the grouped box's position in ``order``, then the other
         r, i = torch.where(_hbox_meet(hg[c0 : c0 + step], ho))
@@ -441,7 +441,7 @@ def _iou_matrix(ta: Tensor, tb: Tensor, ga: Tensor, gb: Tensor) -> Tensor:
     """The kernel's ``(N, M)`` IoU with the near-coincident pairs repaired.
 
     On the CPU the kernel runs only on the pairs whose (grown) horizontal boxes meet (the others are 0:
-    their rotated boxes cannot meet), in groups of :data:`_GROUP` neighbouring boxes (:func:`_sparse_pairs`);
+    their rotated boxes cannot meet), in chunks of neighbouring boxes (:func:`_sparse_pairs`);
     on a sparse scene that is a few percent of the pairs (2000 x 2000 boxes of 4-64 px on 1024 px: 0.4 %).
     The same values as one dense call: the kernel is per pair. Crowded inputs and CUDA: one dense call."""
     if not ta.is_cuda and ta.shape[0] and tb.shape[0]:

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from .rbox import (
-    _GROUP,
+    _CELL,
     _SLAB,
     _exact_iou,
     _grouped_kernel,
@@ -135,7 +135,7 @@ def _may_exceed(geom: Tensor, i: Tensor, j: Tensor, thr: float) -> Tensor:
     return inter >= (thr - _BOUND_MARGIN) * (area_a + area_b - inter)
 
 
-def _sparse(tv: Tensor, geom: Tensor, thr: float, pairs: tuple[Tensor, Tensor]) -> list[int]:
+def _sparse(tv: Tensor, geom: Tensor, grown: Tensor, thr: float, pairs: tuple[Tensor, Tensor]) -> list[int]:
     """NMS on score-sorted torchvision boxes ``tv`` (CPU) from the suppression graph: the kernel on every
     candidate pair ``i < j`` (``pairs``: grown horizontal boxes meet), grouped along the boxes' spatial
     order, near-coincident pairs repaired, then one scan in score order. Cheaper than :func:`_greedy` when
@@ -147,7 +147,7 @@ def _sparse(tv: Tensor, geom: Tensor, thr: float, pairs: tuple[Tensor, Tensor]) 
         may = _may_exceed(geom, i, j, thr)
         i, j = i[may], j[may]
     if i.numel():
-        order = _spatial_order(_grown_hbox(geom), _GROUP)
+        order = _spatial_order(grown, _CELL)
         rank = torch.empty_like(order)
         rank[order] = torch.arange(n)
         srt = torch.argsort(rank[j] * n + i)
@@ -219,9 +219,10 @@ def nms_rotated(boxes: Tensor, scores: Tensor, iou_threshold: float, method: str
         keep = _dense(tv, float(iou_threshold), geom=geom)
     else:
         tv, geom = tv.cpu(), geom.cpu()
-        pairs = _self_candidates(_grown_hbox(geom))
+        grown = _grown_hbox(geom)
+        pairs = _self_candidates(grown)
         if method == "sparse" or (method == "auto" and pairs[0].numel() <= _SPARSE_MAX_PAIRS_PER_BOX * tv.shape[0]):
-            keep = _sparse(tv, geom, float(iou_threshold), pairs)
+            keep = _sparse(tv, geom, grown, float(iou_threshold), pairs)
         else:
             keep = _greedy(tv, rbox_to_hbox(sorted_boxes).cpu(), float(iou_threshold), geom, pairs)
     return order[torch.tensor(keep, dtype=torch.long, device=order.device)]
