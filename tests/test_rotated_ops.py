@@ -16,6 +16,7 @@ import torch
 
 from rsbench.models.ops.rbox import (
     _exact_iou,
+    _with_trig,
     box_iou_rotated,
     flip_rboxes,
     hbox_to_rbox,
@@ -245,8 +246,9 @@ def test_iou_touching_and_collinear_configurations():
 def test_iou_exact_fallback_general_pairs_and_empty():
     """The clipping fallback is exact on arbitrary pairs (disjoint, nested, crossing), not only near ones."""
     a, b = random_rboxes(3000, 25, extent=60), random_rboxes(3000, 26, extent=60)
-    np.testing.assert_allclose(_exact_iou(a, b).numpy(), aligned_shapely_iou(a, b), atol=1e-12, rtol=0)
-    far = T([0, 0, 4, 2, 0.3], [100, 100, 4, 2, 0.3])
+    np.testing.assert_allclose(_exact_iou(_with_trig(a), _with_trig(b)).numpy(), aligned_shapely_iou(a, b),
+                               atol=1e-12, rtol=0)
+    far = _with_trig(T([0, 0, 4, 2, 0.3], [100, 100, 4, 2, 0.3]))
     assert _exact_iou(far[:1], far[1:]).tolist() == [0.0]
 
 
@@ -362,7 +364,7 @@ def test_nms_auto_picks_sparse_for_sparse_scenes_and_the_bound_is_safe(monkeypat
     assert used == ["_sparse", "_greedy"]
     a, b = random_rboxes(3000, 54, extent=80), random_rboxes(3000, 55, extent=80)
     true = aligned_shapely_iou(a, b)
-    geom, idx = torch.cat([a, b]), torch.arange(3000)
+    geom, idx = _with_trig(torch.cat([a, b])), torch.arange(3000)
     for thr in (0.05, 0.3, 0.7):
         may = N._may_exceed(geom, idx, idx + 3000, thr).numpy()
         assert may[true > thr - 1e-6].all()  # every pair that can exceed thr is kept for the kernel
@@ -530,6 +532,11 @@ def test_sparse_cpu_iou_equals_the_dense_kernel(extent, monkeypatch):
     boxes = torch.stack([u[:, 0] * extent, u[:, 1] * extent, 3 + u[:, 2] * 50, 3 + u[:, 3] * 20,
                          (u[:, 4] - 0.5) * math.pi], 1).float()
     boxes[700:720] = boxes[:20] + 1e-6  # near-duplicates across the two sets: repaired on both paths
+    gap = torch.rand(40, generator=g) * 0.2  # boxes just apart along their w side: the separating-axis
+    shift = boxes[20:60, 2] + gap              # pruning's margin (gaps 0-0.2 px, the tolerance ~0.05 px)
+    boxes[720:760] = boxes[20:60]
+    boxes[720:760, 0] += shift * torch.cos(boxes[20:60, 4])
+    boxes[720:760, 1] += shift * torch.sin(boxes[20:60, 4])
     a, b = boxes[:700], boxes[700:]
     calls, kernel = [], torch.ops.torchvision.box_iou_rotated
     monkeypatch.setattr(R.torch.ops.torchvision, "box_iou_rotated",
@@ -566,3 +573,24 @@ def test_sparse_cpu_iou_without_candidates_and_in_chunks(monkeypatch):
     monkeypatch.setattr(R, "_MASK_CHUNK", 300 * 64)  # the mask in chunks of 9 of the 300 grouped boxes
     assert torch.equal(R.rbox_iou(b, b[:300]), whole)
     np.testing.assert_allclose(whole.numpy(), shapely_iou(b, b[:300]), atol=1e-6, rtol=0)
+
+
+def test_separating_axis_pruning_against_shapely():
+    """The projections on the boxes' own axes: a negative overlap exactly when the boxes are disjoint
+    (rectangles: four axes decide), the overlap rectangles contain the intersection (the NMS bound), and a
+    pair pruned with the corner tolerances lies farther apart than them (its kernel value is 0)."""
+    from rsbench.models.ops import rbox as R
+
+    a, b = random_rboxes(4000, 61, extent=80), random_rboxes(4000, 62, extent=80)
+    ga, gb = _with_trig(a), _with_trig(b)
+    fo = R._frame_overlaps(ga, gb)
+    torch.testing.assert_close(torch.from_numpy(R._frame_overlaps(ga.numpy(), gb.numpy())), fo, rtol=0, atol=1e-12)
+    pa, pb = shapely_polys(a), shapely_polys(b)
+    inter, dist = shapely.area(shapely.intersection(pa, pb)), shapely.distance(pa, pb)
+    clear = (dist > 1e-9) | (inter > 1e-9)
+    assert np.array_equal((fo.amin(dim=1) < 0).numpy()[clear], (dist > 1e-9)[clear])
+    w = fo.clamp(min=0).numpy()
+    assert (inter <= w[:, 0] * w[:, 1] + 1e-9).all() and (inter <= w[:, 2] * w[:, 3] + 1e-9).all()
+    sep = R._separated(ga, gb).numpy()
+    tol = 1e-3 * (a[:, 2:4].amax(dim=1) + b[:, 2:4].amax(dim=1)).numpy() + 2e-3
+    assert sep.sum() > 1000 and (dist[sep] > tol[sep]).all()

@@ -47,13 +47,16 @@ The repair (``box_iou_rotated``, ``box_iou_rotated_aligned``, used by :func:`rbo
 corner test (a corner of one box within ``1e-3 * max side + 1e-3`` px of the other box's boundary,
 measured in the other box's frame, float64); those, and only those, get an exact IoU in float64 from the
 given boxes (Sutherland-Hodgman clipping of one box against the other's four sides in the other's frame,
-fixed-size tensors, shoelace area; equal to shapely to ~1e-14). No per-pair Python loop; CPU and CUDA.
+fixed-size arrays, shoelace area; equal to shapely to ~1e-14). No per-pair Python loop; NumPy on the CPU
+(its per-operation cost is a fifth of torch's on the few pairs a call has), torch on CUDA, one code.
 After it: max error vs shapely 3e-8 (the float32 output) over all the cases above.
 
 Speed on the CPU (``scripts/bench_rotated.py``, ``results/bench_rotated.md``): the kernel runs only on
-the pairs whose (grown) horizontal boxes meet, in chunks of neighbouring boxes (:func:`_sparse_pairs`;
-a kernel call costs ~10 us plus ~0.15-0.3 us a pair), and returns the same values as one dense call. On
-CUDA, and where more than a quarter of the pairs meet, one dense call.
+the pairs whose (grown) horizontal boxes meet and that no axis of either box separates by more than the
+corner tolerances (:func:`_separated`; on random scenes a third of the horizontal candidates), in chunks
+of neighbouring boxes (:func:`_sparse_pairs`; a kernel call costs ~5 us plus ~0.15-0.25 us a pair), and
+returns the same values as one dense call. On CUDA, and where more than a quarter of the pairs meet, one
+dense call.
 """
 
 from __future__ import annotations
@@ -214,88 +217,121 @@ def _iou_to_mode(iou: Tensor, a: Tensor, b: Tensor, mode: str, aligned: bool) ->
 _NEAR_REL = 1e-3  # a corner within this fraction of the pair's largest side (+ _NEAR_ABS px) of the other box's
 _NEAR_ABS = 1e-3  # boundary flags the pair for the exact recomputation
 _SLAB = 1 << 18  # candidate pairs per vectorised slab (bounds the temporaries: ~100 MB in float64)
-_CX = (1.0, -1.0, -1.0, 1.0)  # corner signs along w and h, in cyclic order
-_CY = (1.0, 1.0, -1.0, -1.0)
+
+
+def _with_trig(g: Tensor) -> Tensor:
+    """Float64 geometry ``(N, 7)``: rsbench rboxes ``g`` ``(N, 5)`` (float64) and ``cos theta``, ``sin theta``,
+    computed once a box: the pair tests below take them from there (per-pair trig would be most of a
+    pair test's cost, and NumPy's is slow)."""
+    return torch.cat([g, torch.cos(g[:, 4:5]), torch.sin(g[:, 4:5])], dim=1)
 
 
 def _tv_geometry(tv: Tensor) -> Tensor:
-    """torchvision ``cxcywhr`` boxes (degrees, counter-clockwise) → float64 ``(cx, cy, w, h, theta_rad)`` in
-    rsbench's clockwise convention (the same rectangles)."""
+    """torchvision ``cxcywhr`` boxes (degrees, counter-clockwise) → float64 geometry ``(N, 7)``
+    (:func:`_with_trig`) in rsbench's clockwise convention (the same rectangles)."""
     g = tv.to(torch.float64)
-    return torch.cat([g[:, :4], -torch.deg2rad(g[:, 4:5])], dim=1)
+    return _with_trig(torch.cat([g[:, :4], -torch.deg2rad(g[:, 4:5])], dim=1))
 
 
-def _corners_in_frame(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """Corners ``(u, v)``, each ``(P, 4)`` in cyclic order, of boxes ``a`` ``(P, 5)`` in the frame of ``b``
-    ``(P, 5)`` (origin at b's centre, u along b's w side, v along its h side); float64 geometry."""
+def _xp(x):
+    """The array module of ``x``: the pair geometry below runs on NumPy arrays on the CPU (~0.5-1 us an
+    operation instead of torch's ~2-5 us, and as fast on large arrays: no trig per pair) and on tensors on
+    other devices, with one code."""
+    return np if isinstance(x, np.ndarray) else torch
+
+
+def _corners_in_frame(a, b):
+    """Corners ``(u, v)``, each ``(P, 4)`` in cyclic order, of boxes ``a`` ``(P, 7)`` in the frame of ``b``
+    ``(P, 7)`` (origin at b's centre, u along b's w side, v along its h side); geometry of :func:`_with_trig`."""
+    xp = _xp(a)
     d = a[:, :2] - b[:, :2]
-    cb, sb = torch.cos(b[:, 4]), torch.sin(b[:, 4])
+    ca, sa, cb, sb = a[:, 5], a[:, 6], b[:, 5], b[:, 6]
     du = d[:, 0] * cb + d[:, 1] * sb
     dv = d[:, 1] * cb - d[:, 0] * sb
-    rel = a[:, 4] - b[:, 4]
-    cr, sr = torch.cos(rel)[:, None], torch.sin(rel)[:, None]
-    x = a[:, 2:3] / 2 * a.new_tensor(_CX)
-    y = a[:, 3:4] / 2 * a.new_tensor(_CY)
+    cr, sr = (ca * cb + sa * sb)[:, None], (sa * cb - ca * sb)[:, None]  # of the angle of a relative to b
+    hw, hh = a[:, 2] / 2, a[:, 3] / 2
+    x = xp.stack([hw, -hw, -hw, hw], 1)  # corner signs along w and h, cyclic
+    y = xp.stack([hh, hh, -hh, -hh], 1)
     return du[:, None] + x * cr - y * sr, dv[:, None] + x * sr + y * cr
 
 
-def _near_boundary(a: Tensor, b: Tensor, tol: Tensor) -> Tensor:
+def _near_boundary(a, b, tol):
     """``(P,)``: some corner of ``a`` lies within ``tol`` ``(P,)`` of the boundary of ``b``."""
+    xp = _xp(a)
     u, v = _corners_in_frame(a, b)
-    u, v, tol = u.abs(), v.abs(), tol[:, None]
+    u, v, tol = xp.abs(u), xp.abs(v), tol[:, None]
     hw, hh = b[:, 2:3] / 2, b[:, 3:4] / 2
-    on_w = ((u - hw).abs() <= tol) & (v <= hh + tol)
-    on_h = ((v - hh).abs() <= tol) & (u <= hw + tol)
-    return (on_w | on_h).any(dim=1)
+    on_w = (xp.abs(u - hw) <= tol) & (v <= hh + tol)
+    on_h = (xp.abs(v - hh) <= tol) & (u <= hw + tol)
+    return (on_w | on_h).any(1)
+
+
+def _arrays(a: Tensor, b: Tensor) -> tuple:
+    """NumPy views of CPU tensors (see :func:`_xp`), the tensors themselves on other devices."""
+    return (a.numpy(), b.numpy()) if a.device.type == "cpu" else (a, b)
+
+
+def _as_tensor(x) -> Tensor:
+    return torch.from_numpy(x) if isinstance(x, np.ndarray) else x
 
 
 def _near_coincident(a: Tensor, b: Tensor) -> Tensor:
     """``(P,)`` pairs the kernel may get wrong: a corner of one box (nearly) on the other's boundary (both
-    ways round in one call of :func:`_near_boundary`)."""
-    tol = _NEAR_REL * torch.maximum(a[:, 2:4].amax(dim=1), b[:, 2:4].amax(dim=1)) + _NEAR_ABS
-    p = a.shape[0]
-    both = _near_boundary(torch.cat([a, b]), torch.cat([b, a]), torch.cat([tol, tol]))
-    return both[:p] | both[p:]
+    ways round in one call of :func:`_near_boundary`); geometry ``(P, 7)`` of :func:`_with_trig`."""
+    a_, b_ = _arrays(a, b)
+    xp = _xp(a_)
+    cat = np.concatenate if xp is np else torch.cat
+    tol = _NEAR_REL * xp.maximum(xp.maximum(a_[:, 2], a_[:, 3]), xp.maximum(b_[:, 2], b_[:, 3])) + _NEAR_ABS
+    p = a_.shape[0]
+    both = _near_boundary(cat([a_, b_]), cat([b_, a_]), cat([tol, tol]))
+    return _as_tensor(both[:p] | both[p:])
 
 
-def _clip(u: Tensor, v: Tensor, coord: int, sign: float, lim: Tensor) -> tuple[Tensor, Tensor]:
-    """Sutherland-Hodgman step: polygons ``(u, v)`` ``(P, K)`` (cyclic; repeated vertices allowed) clipped to
-    the half-plane ``sign * (u if coord == 0 else v) <= lim`` ``(P, 1)``. Returns ``(P, 2K)`` polygons, the
-    empty slots filled with the previous kept vertex (duplicates add no area). Few tensor operations: on
-    the handful of pairs a call usually gets, their fixed cost is the whole cost."""
-    c = u if coord == 0 else v
+def _roll(x):
+    """``x`` ``(P, K)`` shifted left by one along its vertices (NumPy's ``roll`` costs ~10 us a call)."""
+    return np.concatenate([x[:, 1:], x[:, :1]], axis=1) if isinstance(x, np.ndarray) else x.roll(-1, 1)
+
+
+def _clip(u, v, coord: int, sign: float, lim):
+    """Sutherland-Hodgman step with fixed shapes: polygons ``(u, v)`` ``(P, K)`` (cyclic) clipped to the
+    half-plane ``sign * (u if coord == 0 else v) <= lim`` ``(P, 1)``; returns ``(P, 2K)`` polygons. Each
+    vertex is followed by the crossing of its edge with the clip line (or by itself when the edge does not
+    cross), and vertices outside are moved onto the line: points on one line add no area (the path along
+    the line has the signed area of its end-to-end chord), so the shoelace area is the clipped polygon's,
+    with no compaction of the vertex list. ~14 array operations a step: on the handful of pairs a call
+    usually gets, their fixed cost is the whole cost."""
+    xp = _xp(u)
+    c, free = (u, v) if coord == 0 else (v, u)
     d = lim - c if sign > 0 else lim + c  # >= 0 inside
-    d1 = d.roll(-1, dims=1)
-    inside = d >= 0
-    cross = inside != (d1 >= 0)
+    d1 = _roll(d)
+    cross = (d >= 0) != (d1 >= 0)
     t = d / (d - d1)  # only read where ``cross`` (then d - d1 != 0); elsewhere possibly inf or nan
-    free = v if coord == 0 else u  # the other coordinate; the crossing lies exactly on the clip line
-    crossing = free + t * (free.roll(-1, dims=1) - free)
+    at = free + t * (_roll(free) - free)  # the other coordinate of the crossing
+    line = sign * lim
+    c = xp.minimum(c, line) if sign > 0 else xp.maximum(c, line)  # outside vertices onto the line
+    c2 = xp.where(cross, xp.broadcast_to(line, c.shape), c)
+    f2 = xp.where(cross, at, free)
     n, k = u.shape
-    on_line = (sign * lim).expand_as(d)
-    iu, iv = (on_line, crossing) if coord == 0 else (crossing, on_line)
-    ou, ov = torch.stack([u, iu], dim=2).reshape(n, 2 * k), torch.stack([v, iv], dim=2).reshape(n, 2 * k)
-    slot = torch.arange(2 * k, device=u.device)
-    idx = torch.where(torch.stack([inside, cross], dim=2).reshape(n, 2 * k), slot, -1).cummax(dim=1).values
-    last = idx[:, -1:]
-    idx = torch.where(idx < 0, last, idx).clamp_(min=0)  # before the first kept vertex: the last kept one
-    ou, ov = ou.gather(1, idx), ov.gather(1, idx)
-    empty = last < 0
-    return ou.masked_fill_(empty, 0.0), ov.masked_fill_(empty, 0.0)
+    c, free = xp.stack([c, c2], 2).reshape(n, 2 * k), xp.stack([free, f2], 2).reshape(n, 2 * k)
+    return (c, free) if coord == 0 else (free, c)
 
 
 def _exact_iou(a: Tensor, b: Tensor) -> Tensor:
-    """IoU ``(P,)`` of the pairs ``(a[i], b[i])`` (float64 geometry from :func:`_tv_geometry`): ``a`` clipped
-    against ``b``'s four sides in ``b``'s frame (Sutherland-Hodgman, exact up to rounding), shoelace area."""
-    u, v = _corners_in_frame(a, b)
-    hw, hh = b[:, 2:3] / 2, b[:, 3:4] / 2
-    for coord, sign, lim in ((0, 1.0, hw), (0, -1.0, hw), (1, 1.0, hh), (1, -1.0, hh)):
-        u, v = _clip(u, v, coord, sign, lim)
-    inter = 0.5 * (u * v.roll(-1, dims=1) - u.roll(-1, dims=1) * v).sum(dim=1).abs()
-    area_a, area_b = a[:, 2] * a[:, 3], b[:, 2] * b[:, 3]
+    """IoU ``(P,)`` of the pairs ``(a[i], b[i])`` (float64 geometry ``(P, 7)`` of :func:`_with_trig`): ``a``
+    clipped against ``b``'s four sides in ``b``'s frame (Sutherland-Hodgman, exact up to rounding), shoelace
+    area."""
+    a_, b_ = _arrays(a, b)
+    xp = _xp(a_)
+    with np.errstate(divide="ignore", invalid="ignore"):  # _clip's unread quotients
+        u, v = _corners_in_frame(a_, b_)
+        hw, hh = b_[:, 2:3] / 2, b_[:, 3:4] / 2
+        for coord, sign, lim in ((0, 1.0, hw), (0, -1.0, hw), (1, 1.0, hh), (1, -1.0, hh)):
+            u, v = _clip(u, v, coord, sign, lim)
+    inter = 0.5 * xp.abs((u * _roll(v) - _roll(u) * v).sum(1))
+    area_a, area_b = a_[:, 2] * a_[:, 3], b_[:, 2] * b_[:, 3]
     union = area_a + area_b - inter
     ok = (area_a >= 1e-14) & (area_b >= 1e-14) & (union > 1e-14)  # the kernel's degenerate-box rule
-    return torch.where(ok, inter / torch.where(ok, union, torch.ones_like(union)), torch.zeros_like(union)).clamp(0, 1)
+    return _as_tensor(xp.where(ok, inter / xp.where(ok, union, 1.0), 0.0).clip(0, 1))
 
 
 def _repair_pairs(values: Tensor, ga: Tensor, gb: Tensor) -> Tensor:
@@ -314,8 +350,36 @@ def _grown_hbox(g: Tensor) -> Tensor:
     """Enclosing horizontal boxes of float64 geometries grown by each box's share of the corner tolerance
     (``_NEAR_REL * max(w, h) + _NEAR_ABS``), so every pair :func:`_near_coincident` can flag meets."""
     grow = (_NEAR_REL * g[:, 2:4].amax(dim=1) + _NEAR_ABS)[:, None]
-    h = rbox_to_hbox(g)
+    h = rbox_to_hbox(g[:, :5])
     return torch.cat([h[:, :2] - grow, h[:, 2:] + grow], dim=1)
+
+
+def _frame_overlaps(a, b):
+    """Widths ``(P, 4)`` of the overlap of each pair's projections on ``a``'s w and h axes (columns 0, 1)
+    and on ``b``'s (2, 3); negative: a gap; geometry ``(P, 7)`` of :func:`_with_trig`. For the
+    separating-axis test and an upper bound of the intersection (``a & b`` lies in each box's frame within
+    the product of its two widths), tighter than the horizontal boxes' for rotated, elongated boxes.
+    Tensors or NumPy arrays."""
+    xp = _xp(a)
+    ca, sa, cb, sb = a[:, 5], a[:, 6], b[:, 5], b[:, 6]
+    cr, sr = xp.abs(ca * cb + sa * sb), xp.abs(sb * ca - cb * sa)  # |cos|, |sin| of the angle between them
+    dx, dy = b[:, 0] - a[:, 0], b[:, 1] - a[:, 1]
+    out = []
+    for (c, s, w, h), (w2, h2), sgn in (((ca, sa, a[:, 2], a[:, 3]), (b[:, 2], b[:, 3]), 1.0),
+                                         ((cb, sb, b[:, 2], b[:, 3]), (a[:, 2], a[:, 3]), -1.0)):
+        du, dv = sgn * (dx * c + dy * s), sgn * (dy * c - dx * s)  # the other centre in this box's frame
+        eu, ev = w2 / 2 * cr + h2 / 2 * sr, w2 / 2 * sr + h2 / 2 * cr  # the other box's half extents there
+        out += [xp.minimum(w / 2, du + eu) - xp.maximum(-w / 2, du - eu),
+                xp.minimum(h / 2, dv + ev) - xp.maximum(-h / 2, dv - ev)]
+    return xp.stack(out, 1)
+
+
+def _separated(a: Tensor, b: Tensor) -> Tensor:
+    """``(P,)`` pairs apart along one of the boxes' own axes by more than both boxes' corner tolerances (as
+    :func:`_grown_hbox`): the kernel gives them 0 (its own tolerances are far smaller) and
+    :func:`_near_coincident` cannot flag them (no corner within ``tol`` of the other box)."""
+    tol = _NEAR_REL * (a[:, 2:4].amax(dim=1) + b[:, 2:4].amax(dim=1)) + 2 * _NEAR_ABS
+    return -_frame_overlaps(a, b).amin(dim=1) > tol
 
 
 def _hbox_meet(ha: Tensor, hb: Tensor) -> Tensor:
@@ -332,11 +396,12 @@ def _hbox_candidates(ha: Tensor, hb: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _geometry(rboxes: Tensor, min_size: float | None) -> Tensor:
-    """Float64 copies ``(N, 5)`` of rsbench rboxes with w, h clamped as :func:`to_torchvision_rbox` does."""
+    """Float64 geometry ``(N, 7)`` (:func:`_with_trig`) of rsbench rboxes with w, h clamped as
+    :func:`to_torchvision_rbox` does."""
     g = rboxes.detach().to(torch.float64)
     if min_size is not None:
         g = torch.cat([g[:, :2], g[:, 2:4].clamp(min=min_size), g[:, 4:]], dim=1)
-    return g
+    return _with_trig(g)
 
 
 def _repair_matrix(iou: Tensor, ga: Tensor, gb: Tensor) -> Tensor:
@@ -377,38 +442,49 @@ def _spatial_order(h: Tensor, per_cell: int) -> Tensor:
     return torch.argsort(strip * (4 * n + 1) + along * 2 * n)
 
 
-def _small_unique(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(x, return_inverse=True)`` for short int arrays at a fifth of its fixed cost."""
-    srt = np.sort(x)
-    first = np.empty(srt.shape[0], dtype=bool)
+def _chunk_unique(x: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each chunk of ``chunk`` consecutive entries of the int array ``x``: its sorted distinct values
+    and each entry's position among them, for all chunks in one pass (a per-chunk ``np.unique`` costs
+    ~5-10 us, more than the kernel call it feeds). Returns ``(values, start, pos)``: chunk ``c``'s values
+    are ``values[start[c]:start[c + 1]]``, entry ``k``'s is ``values[start[k // chunk] + pos[k]]``."""
+    cid = np.arange(x.shape[0]) // chunk
+    key = cid * (int(x.max()) + 1) + x
+    srt = np.argsort(key, kind="stable")
+    ks = key[srt]
+    first = np.empty(ks.shape[0], dtype=bool)
     first[0] = True
-    np.not_equal(srt[1:], srt[:-1], out=first[1:])
-    values = srt[first]
-    return values, np.searchsorted(values, x)
+    np.not_equal(ks[1:], ks[:-1], out=first[1:])
+    rank = np.cumsum(first) - 1  # global index of each sorted entry's distinct value
+    start = np.searchsorted(cid[srt][first], np.arange(cid[-1] + 2))
+    pos = np.empty_like(rank)
+    pos[srt] = rank - start[cid[srt]]
+    return x[srt][first], start, pos
 
 
 def _grouped_kernel(tg: Tensor, to: Tensor, r: np.ndarray, i: np.ndarray, g_first: bool) -> np.ndarray:
     """The kernel's values ``(K,)`` for the pairs of ``tg[r[k]]`` and ``to[i[k]]`` (``r`` ascending, ``tg`` in
     a spatial order), the kernel called as ``kernel(tg, to)`` if ``g_first`` else ``kernel(to, tg)`` (its
     float32 rounding is not symmetric). One call per chunk of consecutive pairs, on the boxes the chunk
-    names; the kernel is per pair, so each value is the one a dense call gives. A call costs ~10 us and
-    ~0.15 us a pair it computes (one CPU thread), so a chunk holds ~8 pairs per box of ``tg`` it touches:
-    isolated pairs come 8 to a call, crowded boxes many more."""
+    names; the kernel is per pair, so each value is the one a dense call gives. A call costs ~5 us and
+    ~0.15-0.25 us a pair it computes (one CPU thread), so a chunk holds ~8 pairs per box of ``tg`` it
+    touches: isolated pairs come 8 to a call, crowded boxes many more."""
     out = np.empty(i.shape[0], dtype=np.float32)  # the kernel's output dtype, whatever its input's
     if i.shape[0] == 0:
         return out
     per_box = i.shape[0] / (np.count_nonzero(np.diff(r)) + 1)
     chunk = int(min(1024, max(8, _CHUNK_PER_BOX * per_box)))
+    rows, rstart, ri = _chunk_unique(i, chunk)
+    cols, cstart, ci = _chunk_unique(r, chunk)
     tgn, ton = tg.detach().numpy(), to.detach().numpy()
     kernel = torch.ops.torchvision.box_iou_rotated
-    for s in range(0, i.shape[0], chunk):
-        rows, ri = _small_unique(i[s : s + chunk])
-        cols, ci = _small_unique(r[s : s + chunk])
-        other, mine = torch.from_numpy(ton[rows]), torch.from_numpy(tgn[cols])
+    for c, s in enumerate(range(0, i.shape[0], chunk)):
+        other = torch.from_numpy(ton[rows[rstart[c] : rstart[c + 1]]])
+        mine = torch.from_numpy(tgn[cols[cstart[c] : cstart[c + 1]]])
+        e = s + chunk
         if g_first:
-            out[s : s + chunk] = kernel(mine, other).numpy()[ci, ri]
+            out[s:e] = kernel(mine, other).numpy()[ci[s:e], ri[s:e]]
         else:
-            out[s : s + chunk] = kernel(other, mine).numpy()[ri, ci]
+            out[s:e] = kernel(other, mine).numpy()[ri[s:e], ci[s:e]]
     return out
 
 
@@ -432,6 +508,9 @@ def _sparse_pairs(ta: Tensor, tb: Tensor, ga: Tensor, gb: Tensor) -> tuple[Tenso
         rs.append(r + c0)
         iis.append(i)
     r, i = torch.cat(rs), torch.cat(iis)
+    (gr, go) = (ga, gb) if g_first else (gb, ga)
+    meet = ~_separated(gr[order[r]], go[i])  # the others are 0 in a dense call too
+    r, i = r[meet], i[meet]
     values = _grouped_kernel(tg.detach()[order].contiguous(), to, r.numpy(), i.numpy(), g_first)
     ia, ib = (order[r], i) if g_first else (i, order[r])
     return ia, ib, _repair_pairs(torch.from_numpy(values), ga[ia], gb[ib])
