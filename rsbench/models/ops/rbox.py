@@ -349,9 +349,11 @@ def _repair_pairs(values: Tensor, ga: Tensor, gb: Tensor) -> Tensor:
 def _grown_hbox(g: Tensor) -> Tensor:
     """Enclosing horizontal boxes of float64 geometries grown by each box's share of the corner tolerance
     (``_NEAR_REL * max(w, h) + _NEAR_ABS``), so every pair :func:`_near_coincident` can flag meets."""
-    grow = (_NEAR_REL * g[:, 2:4].amax(dim=1) + _NEAR_ABS)[:, None]
-    h = rbox_to_hbox(g[:, :5])
-    return torch.cat([h[:, :2] - grow, h[:, 2:] + grow], dim=1)
+    grow = _NEAR_REL * g[:, 2:4].amax(dim=1) + _NEAR_ABS
+    hw, hh, c, s = g[:, 2] / 2, g[:, 3] / 2, g[:, 5], g[:, 6]
+    bx = torch.abs(hw * c) + torch.abs(hh * s) + grow  # rbox_to_hbox's half extents, from the stored trig
+    by = torch.abs(hw * s) + torch.abs(hh * c) + grow
+    return torch.stack([g[:, 0] - bx, g[:, 1] - by, g[:, 0] + bx, g[:, 1] + by], dim=1)
 
 
 def _frame_overlaps(a, b):
@@ -378,8 +380,10 @@ def _separated(a: Tensor, b: Tensor) -> Tensor:
     """``(P,)`` pairs apart along one of the boxes' own axes by more than both boxes' corner tolerances (as
     :func:`_grown_hbox`): the kernel gives them 0 (its own tolerances are far smaller) and
     :func:`_near_coincident` cannot flag them (no corner within ``tol`` of the other box)."""
-    tol = _NEAR_REL * (a[:, 2:4].amax(dim=1) + b[:, 2:4].amax(dim=1)) + 2 * _NEAR_ABS
-    return -_frame_overlaps(a, b).amin(dim=1) > tol
+    a_, b_ = _arrays(a, b)
+    xp = _xp(a_)
+    tol = _NEAR_REL * (xp.maximum(a_[:, 2], a_[:, 3]) + xp.maximum(b_[:, 2], b_[:, 3])) + 2 * _NEAR_ABS
+    return _as_tensor(-xp.amin(_frame_overlaps(a_, b_), 1) > tol)
 
 
 def _hbox_meet(ha: Tensor, hb: Tensor) -> Tensor:
@@ -430,16 +434,17 @@ _MASK_CHUNK = 1 << 22  # pairs per horizontal-overlap mask chunk (bounds its mem
 _SPARSE_MAX_DENSITY = 0.25  # above this fraction of candidate pairs, one dense kernel call is cheaper
 
 
-def _spatial_order(h: Tensor, per_cell: int) -> Tensor:
-    """Order of horizontal boxes ``h`` ``(N, 4)`` along a boustrophedon over square cells holding about
-    ``per_cell`` boxes each, so that consecutive boxes lie close together."""
+def _spatial_order(h: Tensor, per_cell: int) -> np.ndarray:
+    """Order of horizontal boxes ``h`` ``(N, 4)`` (CPU) along a boustrophedon over square cells holding
+    about ``per_cell`` boxes each, so that consecutive boxes lie close together."""
+    h = h.numpy()
     n = h.shape[0]
-    lo, hi = h[:, :2].amin(dim=0), h[:, 2:].amax(dim=0)
+    lo, hi = h[:, :2].min(axis=0), h[:, 2:].max(axis=0)
     cell = float((hi - lo).max()) * math.sqrt(per_cell / n) + 1e-9
     ctr = (h[:, :2] + h[:, 2:]) / 2
-    strip = torch.floor((ctr[:, 0] - lo[0]) / cell)
-    along = torch.where(strip % 2 == 0, ctr[:, 1], hi[1] - ctr[:, 1]) / (hi[1] - lo[1] + 1e-9)
-    return torch.argsort(strip * (4 * n + 1) + along * 2 * n)
+    strip = np.floor((ctr[:, 0] - lo[0]) / cell)
+    along = np.where(strip % 2 == 0, ctr[:, 1], hi[1] - ctr[:, 1]) / (hi[1] - lo[1] + 1e-9)
+    return np.argsort(strip * (4 * n + 1) + along * 2 * n)
 
 
 def _chunk_unique(x: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -496,7 +501,7 @@ def _sparse_pairs(ta: Tensor, tb: Tensor, ga: Tensor, gb: Tensor) -> tuple[Tenso
     ha, hb = _grown_hbox(ga), _grown_hbox(gb)
     g_first = n < m
     (tg, hg), (to, ho) = ((ta, ha), (tb, hb)) if g_first else ((tb, hb), (ta, ha))
-    order = _spatial_order(hg, _CELL)
+    order = torch.from_numpy(_spatial_order(hg, _CELL))
     hg = hg[order]
     step = max(1, _MASK_CHUNK // max(ho.shape[0], 1))
     rs, iis, total = [], [], 0

@@ -126,14 +126,14 @@ _SPARSE_MAX_PAIRS_PER_BOX = 32  # "auto" on the CPU: the sparse graph up to this
 _BOUND_MARGIN = 1e-5  # far above the kernel's float32 rounding (~1e-7)
 
 
-def _may_exceed(geom: Tensor, i: Tensor, j: Tensor, thr: float) -> Tensor:
+def _may_exceed(geom: Tensor, hb: Tensor, i: Tensor, j: Tensor, thr: float) -> Tensor:
     """``(K,)``: the pairs whose IoU can exceed ``thr``. The intersection lies inside the overlap of the
     horizontal boxes and inside the overlap rectangles of the projections on each box's own axes
     (``rbox._frame_overlaps``), so it is at most the smallest of their areas (and ``A``, ``B``), and the IoU
     at most that over ``A + B -`` it; pairs bounded below ``thr - 1e-5`` cannot suppress, whatever the
-    kernel's rounding, and need no kernel call. NumPy (CPU paths only), one trig evaluation a box."""
-    g, i, j = geom.numpy(), i.numpy(), j.numpy()
-    h = rbox_to_hbox(geom[:, :5]).numpy()
+    kernel's rounding, and need no kernel call. ``hb``: enclosing horizontal boxes (the grown ones of
+    ``rbox._grown_hbox`` do: larger boxes only loosen the bound). NumPy (CPU paths only)."""
+    g, h, i, j = geom.numpy(), hb.numpy(), i.numpy(), j.numpy()
     a, b, ha, hb = g[i], g[j], h[i], h[j]
     wh = np.maximum(np.minimum(ha[:, 2:], hb[:, 2:]) - np.maximum(ha[:, :2], hb[:, :2]), 0)
     fw = np.maximum(_frame_overlaps(a, b), 0)
@@ -151,11 +151,11 @@ def _sparse(tv: Tensor, geom: Tensor, grown: Tensor, thr: float, pairs: tuple[Te
     n = tv.shape[0]
     i, j = pairs
     if i.numel():
-        may = _may_exceed(geom, i, j, thr)
+        may = _may_exceed(geom, grown, i, j, thr)
         i, j = i[may], j[may]
     removed = np.zeros(n, dtype=bool)
     if i.numel():
-        order = _spatial_order(grown, _CELL).numpy()
+        order = _spatial_order(grown, _CELL)
         rank = np.empty_like(order)
         rank[order] = np.arange(n)
         ni, nj = i.numpy(), j.numpy()
