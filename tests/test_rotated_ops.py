@@ -555,9 +555,10 @@ def test_sparse_cpu_iou_equals_the_dense_kernel(extent, monkeypatch):
         assert torch.equal(ba, R.rbox_iou(b.to(k), a.to(k)))
 
 
-def test_sparse_cpu_iou_without_candidates_and_in_chunks(monkeypatch):
-    """Boxes that nowhere meet: zeros and no kernel call; a candidate mask built in several chunks gives
-    the same matrix."""
+def test_sparse_cpu_iou_without_candidates_and_the_sweep(monkeypatch):
+    """Boxes that nowhere meet: zeros and no kernel call. The candidate sweep (along the axis of largest
+    spread) finds exactly the pairs whose horizontal boxes meet, touching and nested ones included, along
+    either axis, and gives up past its limit."""
     from rsbench.models.ops import rbox as R
 
     a = random_rboxes(300, 41, extent=100)
@@ -569,10 +570,19 @@ def test_sparse_cpu_iou_without_candidates_and_in_chunks(monkeypatch):
     assert torch.equal(R.rbox_iou(a, far), torch.zeros(300, 300, dtype=a.dtype)) and calls == []
     monkeypatch.undo()
     b = random_rboxes(2000, 42, extent=2000)
-    whole = R.rbox_iou(b, b[:300])
-    monkeypatch.setattr(R, "_MASK_CHUNK", 300 * 64)  # the mask in chunks of 9 of the 300 grouped boxes
-    assert torch.equal(R.rbox_iou(b, b[:300]), whole)
-    np.testing.assert_allclose(whole.numpy(), shapely_iou(b, b[:300]), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(R.rbox_iou(b, b[:300]).numpy(), shapely_iou(b, b[:300]), atol=1e-6, rtol=0)
+    g = torch.Generator().manual_seed(43)
+    for spread in (torch.tensor([400.0, 20.0]), torch.tensor([20.0, 400.0])):  # sweeps along x, then y
+        lo = torch.rand(900, 2, generator=g, dtype=D) * spread
+        h = torch.cat([lo, lo + torch.rand(900, 2, generator=g, dtype=D) * 12], 1)
+        h[600:650] = h[:50]  # duplicates
+        h[650:700, :2], h[650:700, 2:] = h[50:100, 2:], h[50:100, 2:] + 3  # touching at a corner
+        ha, hb = h[:500].numpy(), h[500:].numpy()
+        i, j = R._cross_candidates(ha, hb, math.inf)
+        mask = ((ha[:, None, 0] <= hb[None, :, 2]) & (ha[:, None, 2] >= hb[None, :, 0])
+                & (ha[:, None, 1] <= hb[None, :, 3]) & (ha[:, None, 3] >= hb[None, :, 1]))
+        assert sorted(zip(i.tolist(), j.tolist())) == sorted(zip(*map(np.ndarray.tolist, np.nonzero(mask))))
+        assert R._cross_candidates(ha, hb, 0.5 * mask.sum()) is None
 
 
 def test_separating_axis_pruning_against_shapely():

@@ -430,7 +430,6 @@ def _aligned_kernel(ta: Tensor, tb: Tensor, chunk: int) -> Tensor:
 
 _CELL = 8  # boxes per cell of the spatial order the sparse CPU path chunks pairs along
 _CHUNK_PER_BOX = 8  # kernel pairs wanted per call, per box of the grouped side (see _grouped_kernel)
-_MASK_CHUNK = 1 << 22  # pairs per horizontal-overlap mask chunk (bounds its memory)
 _SPARSE_MAX_DENSITY = 0.25  # above this fraction of candidate pairs, one dense kernel call is cheaper
 
 
@@ -493,28 +492,61 @@ def _grouped_kernel(tg: Tensor, to: Tensor, r: np.ndarray, i: np.ndarray, g_firs
     return out
 
 
+def _interval_join(s1: np.ndarray, e1: np.ndarray, s2: np.ndarray, e2: np.ndarray, strict: bool,
+                   limit: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Index pairs ``(p, q)`` with ``s1[p] <= s2[q] <= e1[p]`` (``<`` on the left if ``strict``): the second
+    set's intervals that start inside the first's, by a sort and two binary searches; ``None`` when there
+    are more than ``limit``."""
+    o = np.argsort(s2, kind="stable")
+    ss = s2[o]
+    lo = np.searchsorted(ss, s1, side="right" if strict else "left")
+    cnt = np.maximum(np.searchsorted(ss, e1, side="right") - lo, 0)
+    total = int(cnt.sum())
+    if total > limit:
+        return None
+    p = np.repeat(np.arange(s1.shape[0]), cnt)
+    return p, o[np.repeat(lo - np.cumsum(cnt) + cnt, cnt) + np.arange(total)]
+
+
+def _cross_candidates(ha: np.ndarray, hb: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Pairs ``(i, j)`` whose horizontal boxes ``ha`` ``(N, 4)``, ``hb`` ``(M, 4)`` meet, by a sweep along the
+    axis where the boxes spread most (two interval joins: b starts inside a, or a strictly inside b, then the
+    other axis compared): ``O((N + M) log + pairs)`` where a mask is ``N x M``. ``None`` when more than
+    ``limit`` pairs overlap along the sweep axis (a crowded scene: one dense kernel call is cheaper)."""
+    both = np.concatenate([ha, hb])
+    x = int(np.ptp(both[:, 0] + both[:, 2]) < np.ptp(both[:, 1] + both[:, 3]))  # the sweep axis
+    y = 1 - x
+    first = _interval_join(ha[:, x], ha[:, x + 2], hb[:, x], hb[:, x + 2], False, limit)
+    if first is None:
+        return None
+    second = _interval_join(hb[:, x], hb[:, x + 2], ha[:, x], ha[:, x + 2], True, limit - first[0].shape[0])
+    if second is None:
+        return None
+    i, j = np.concatenate([first[0], second[1]]), np.concatenate([first[1], second[0]])
+    meet = (ha[i, y] <= hb[j, y + 2]) & (ha[i, y + 2] >= hb[j, y])
+    return i[meet], j[meet]
+
+
 def _sparse_pairs(ta: Tensor, tb: Tensor, ga: Tensor, gb: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
-    """On the CPU: the candidate pairs ``(i, j)`` (grown horizontal boxes meet) and their repaired IoU, the
-    kernel run on those pairs only, the shorter side grouped along its spatial order; ``None`` when more
-    than :data:`_SPARSE_MAX_DENSITY` of all pairs are candidates (one dense call is cheaper then)."""
+    """On the CPU: the candidate pairs ``(i, j)`` (grown horizontal boxes meet, no axis of either box
+    separates them) and their repaired IoU, the kernel run on those pairs only, the shorter side grouped
+    along its spatial order; ``None`` when more than :data:`_SPARSE_MAX_DENSITY` of all pairs overlap
+    along the sweep axis (one dense call is cheaper then)."""
     n, m = ta.shape[0], tb.shape[0]
     ha, hb = _grown_hbox(ga), _grown_hbox(gb)
     g_first = n < m
-    (tg, hg), (to, ho) = ((ta, ha), (tb, hb)) if g_first else ((tb, hb), (ta, ha))
-    order = torch.from_numpy(_spatial_order(hg, _CELL))
-    hg = hg[order]
-    step = max(1, _MASK_CHUNK // max(ho.shape[0], 1))
-    rs, iis, total = [], [], 0
-    for c0 in range(0, hg.shape[0], step):  # pairs by the grouped box's position in ``order``, then the other
-        r, i = torch.where(_hbox_meet(hg[c0 : c0 + step], ho))
-        total += r.numel()
-        if total > _SPARSE_MAX_DENSITY * n * m:
-            return None
-        rs.append(r + c0)
-        iis.append(i)
-    r, i = torch.cat(rs), torch.cat(iis)
-    (gr, go) = (ga, gb) if g_first else (gb, ga)
-    meet = ~_separated(gr[order[r]], go[i])  # the others are 0 in a dense call too
+    (tg, hg, gg), (to, ho, go) = ((ta, ha, ga), (tb, hb, gb)) if g_first else ((tb, hb, gb), (ta, ha, ga))
+    pairs = _cross_candidates(hg.numpy(), ho.numpy(), _SPARSE_MAX_DENSITY * n * m)
+    if pairs is None:
+        return None
+    order = _spatial_order(hg, _CELL)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.shape[0])
+    r, i = rank[pairs[0]], pairs[1]
+    srt = np.argsort(r * ho.shape[0] + i)  # by the grouped box's position in ``order``, then the other box
+    r, i = torch.from_numpy(r[srt]), torch.from_numpy(i[srt])
+    order = torch.from_numpy(order)
+    meet = ~_separated(gg[order[r]], go[i])  # the others are 0 in a dense call too
     r, i = r[meet], i[meet]
     values = _grouped_kernel(tg.detach()[order].contiguous(), to, r.numpy(), i.numpy(), g_first)
     ia, ib = (order[r], i) if g_first else (i, order[r])
