@@ -366,7 +366,7 @@ def test_nms_auto_picks_sparse_for_sparse_scenes_and_the_bound_is_safe(monkeypat
     true = aligned_shapely_iou(a, b)
     geom, idx = _with_trig(torch.cat([a, b])), torch.arange(3000)
     for thr in (0.05, 0.3, 0.7):
-        may = N._may_exceed(geom, N._grown_hbox(geom), idx, idx + 3000, thr).numpy()
+        may = N._may_exceed(geom, N._grown_hbox(geom.numpy()), idx, idx + 3000, thr).numpy()
         assert may[true > thr - 1e-6].all()  # every pair that can exceed thr is kept for the kernel
         assert not may.all()  # and some are spared
 

@@ -292,6 +292,14 @@ def _roll(x):
     return np.concatenate([x[:, 1:], x[:, :1]], axis=1) if isinstance(x, np.ndarray) else x.roll(-1, 1)
 
 
+def _interleave(x, y):
+    """``(P, 2K)``: the columns of ``x`` and ``y`` ``(P, K)`` alternating (``stack`` + ``reshape`` costs more)."""
+    shape = (x.shape[0], 2 * x.shape[1])
+    out = np.empty(shape) if isinstance(x, np.ndarray) else x.new_empty(shape)
+    out[:, 0::2], out[:, 1::2] = x, y
+    return out
+
+
 def _clip(u, v, coord: int, sign: float, lim):
     """Sutherland-Hodgman step with fixed shapes: polygons ``(u, v)`` ``(P, K)`` (cyclic) clipped to the
     half-plane ``sign * (u if coord == 0 else v) <= lim`` ``(P, 1)``; returns ``(P, 2K)`` polygons. Each
@@ -309,10 +317,7 @@ def _clip(u, v, coord: int, sign: float, lim):
     at = free + t * (_roll(free) - free)  # the other coordinate of the crossing
     line = sign * lim
     c = xp.minimum(c, line) if sign > 0 else xp.maximum(c, line)  # outside vertices onto the line
-    c2 = xp.where(cross, xp.broadcast_to(line, c.shape), c)
-    f2 = xp.where(cross, at, free)
-    n, k = u.shape
-    c, free = xp.stack([c, c2], 2).reshape(n, 2 * k), xp.stack([free, f2], 2).reshape(n, 2 * k)
+    c, free = _interleave(c, xp.where(cross, line, c)), _interleave(free, xp.where(cross, at, free))
     return (c, free) if coord == 0 else (free, c)
 
 
@@ -346,14 +351,17 @@ def _repair_pairs(values: Tensor, ga: Tensor, gb: Tensor) -> Tensor:
     return out
 
 
-def _grown_hbox(g: Tensor) -> Tensor:
-    """Enclosing horizontal boxes of float64 geometries grown by each box's share of the corner tolerance
-    (``_NEAR_REL * max(w, h) + _NEAR_ABS``), so every pair :func:`_near_coincident` can flag meets."""
-    grow = _NEAR_REL * g[:, 2:4].amax(dim=1) + _NEAR_ABS
+def _grown_hbox(g):
+    """Enclosing horizontal boxes ``(N, 4)`` of float64 geometries ``g`` ``(N, 7)`` (tensor, or NumPy on the
+    CPU paths) grown by each box's share of the corner tolerance (``_NEAR_REL * max(w, h) + _NEAR_ABS``),
+    so every pair :func:`_near_coincident` can flag meets; ``rbox_to_hbox``'s half extents, from the stored
+    trig."""
+    xp = _xp(g)
+    grow = _NEAR_REL * xp.maximum(g[:, 2], g[:, 3]) + _NEAR_ABS
     hw, hh, c, s = g[:, 2] / 2, g[:, 3] / 2, g[:, 5], g[:, 6]
-    bx = torch.abs(hw * c) + torch.abs(hh * s) + grow  # rbox_to_hbox's half extents, from the stored trig
-    by = torch.abs(hw * s) + torch.abs(hh * c) + grow
-    return torch.stack([g[:, 0] - bx, g[:, 1] - by, g[:, 0] + bx, g[:, 1] + by], dim=1)
+    bx = xp.abs(hw * c) + xp.abs(hh * s) + grow
+    by = xp.abs(hw * s) + xp.abs(hh * c) + grow
+    return xp.stack([g[:, 0] - bx, g[:, 1] - by, g[:, 0] + bx, g[:, 1] + by], 1)
 
 
 def _frame_overlaps(a, b):
@@ -433,10 +441,9 @@ _CHUNK_PER_BOX = 8  # kernel pairs wanted per call, per box of the grouped side 
 _SPARSE_MAX_DENSITY = 0.25  # above this fraction of candidate pairs, one dense kernel call is cheaper
 
 
-def _spatial_order(h: Tensor, per_cell: int) -> np.ndarray:
-    """Order of horizontal boxes ``h`` ``(N, 4)`` (CPU) along a boustrophedon over square cells holding
-    about ``per_cell`` boxes each, so that consecutive boxes lie close together."""
-    h = h.numpy()
+def _spatial_order(h: np.ndarray, per_cell: int) -> np.ndarray:
+    """Order of horizontal boxes ``h`` ``(N, 4)`` along a boustrophedon over square cells holding about
+    ``per_cell`` boxes each, so that consecutive boxes lie close together."""
     n = h.shape[0]
     lo, hi = h[:, :2].min(axis=0), h[:, 2:].max(axis=0)
     cell = float((hi - lo).max()) * math.sqrt(per_cell / n) + 1e-9
@@ -533,10 +540,10 @@ def _sparse_pairs(ta: Tensor, tb: Tensor, ga: Tensor, gb: Tensor) -> tuple[Tenso
     along its spatial order; ``None`` when more than :data:`_SPARSE_MAX_DENSITY` of all pairs overlap
     along the sweep axis (one dense call is cheaper then)."""
     n, m = ta.shape[0], tb.shape[0]
-    ha, hb = _grown_hbox(ga), _grown_hbox(gb)
+    ha, hb = _grown_hbox(ga.numpy()), _grown_hbox(gb.numpy())
     g_first = n < m
     (tg, hg, gg), (to, ho, go) = ((ta, ha, ga), (tb, hb, gb)) if g_first else ((tb, hb, gb), (ta, ha, ga))
-    pairs = _cross_candidates(hg.numpy(), ho.numpy(), _SPARSE_MAX_DENSITY * n * m)
+    pairs = _cross_candidates(hg, ho, _SPARSE_MAX_DENSITY * n * m)
     if pairs is None:
         return None
     order = _spatial_order(hg, _CELL)

@@ -51,11 +51,10 @@ __all__ = ["batched_nms_rotated", "nms_rotated"]
 _BITS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
 
 
-def _self_candidates(hb: Tensor) -> tuple[Tensor, Tensor]:
-    """Pairs ``i < j`` whose horizontal boxes ``hb`` ``(n, 4)`` (CPU) meet, by a sweep over x (sorted ``x1``;
+def _self_candidates(h: np.ndarray) -> tuple[Tensor, Tensor]:
+    """Pairs ``i < j`` whose horizontal boxes ``h`` ``(n, 4)`` meet, by a sweep over x (sorted ``x1``;
     each box pairs with the boxes starting inside its x range): ``O(n log n + pairs)``, no ``(n, n)``
     matrix. NumPy: a dozen operations on short arrays, where torch's fixed costs would be most of it."""
-    h = hb.numpy()
     n = h.shape[0]
     order = np.argsort(h[:, 0], kind="stable")
     hs = h[order]
@@ -73,7 +72,7 @@ def _flagged_pairs(geom: Tensor, pairs: tuple[Tensor, Tensor] | None = None
     """Pairs ``i < j`` among the candidate ``pairs`` (default: grown horizontal boxes meet) of the float64
     geometry ``geom`` ``(n, 7)`` (``rbox._with_trig``) that the kernel may get wrong (near-coincident, see
     ``rbox._near_coincident``) with their exact IoU, sorted by ``i`` (NumPy: ``i``, ``j``, IoU)."""
-    i, j = _self_candidates(_grown_hbox(geom)) if pairs is None else pairs
+    i, j = _self_candidates(_grown_hbox(geom.numpy())) if pairs is None else pairs
     out_i, out_j, out_v = [], [], []
     for s in range(0, i.numel(), _SLAB):
         si, sj = i[s : s + _SLAB], j[s : s + _SLAB]
@@ -126,14 +125,14 @@ _SPARSE_MAX_PAIRS_PER_BOX = 32  # "auto" on the CPU: the sparse graph up to this
 _BOUND_MARGIN = 1e-5  # far above the kernel's float32 rounding (~1e-7)
 
 
-def _may_exceed(geom: Tensor, hb: Tensor, i: Tensor, j: Tensor, thr: float) -> Tensor:
+def _may_exceed(geom: Tensor, h: np.ndarray, i: Tensor, j: Tensor, thr: float) -> Tensor:
     """``(K,)``: the pairs whose IoU can exceed ``thr``. The intersection lies inside the overlap of the
     horizontal boxes and inside the overlap rectangles of the projections on each box's own axes
     (``rbox._frame_overlaps``), so it is at most the smallest of their areas (and ``A``, ``B``), and the IoU
     at most that over ``A + B -`` it; pairs bounded below ``thr - 1e-5`` cannot suppress, whatever the
-    kernel's rounding, and need no kernel call. ``hb``: enclosing horizontal boxes (the grown ones of
+    kernel's rounding, and need no kernel call. ``h``: enclosing horizontal boxes (the grown ones of
     ``rbox._grown_hbox`` do: larger boxes only loosen the bound). NumPy (CPU paths only)."""
-    g, h, i, j = geom.numpy(), hb.numpy(), i.numpy(), j.numpy()
+    g, i, j = geom.numpy(), i.numpy(), j.numpy()
     a, b, ha, hb = g[i], g[j], h[i], h[j]
     wh = np.maximum(np.minimum(ha[:, 2:], hb[:, 2:]) - np.maximum(ha[:, :2], hb[:, :2]), 0)
     fw = np.maximum(_frame_overlaps(a, b), 0)
@@ -142,7 +141,7 @@ def _may_exceed(geom: Tensor, hb: Tensor, i: Tensor, j: Tensor, thr: float) -> T
     return torch.from_numpy(inter >= (thr - _BOUND_MARGIN) * (area_a + area_b - inter))
 
 
-def _sparse(tv: Tensor, geom: Tensor, grown: Tensor, thr: float, pairs: tuple[Tensor, Tensor]) -> np.ndarray:
+def _sparse(tv: Tensor, geom: Tensor, grown: np.ndarray, thr: float, pairs: tuple[Tensor, Tensor]) -> np.ndarray:
     """NMS on score-sorted torchvision boxes ``tv`` (CPU) from the suppression graph: the kernel on every
     candidate pair ``i < j`` (``pairs``: grown horizontal boxes meet) whose bound can exceed ``thr``,
     grouped along the boxes' spatial order, near-coincident pairs repaired, then one scan in score order
@@ -225,7 +224,7 @@ def nms_rotated(boxes: Tensor, scores: Tensor, iou_threshold: float, method: str
         keep = _dense(tv, float(iou_threshold), geom=geom)
     else:
         tv, geom = tv.cpu(), geom.cpu()
-        grown = _grown_hbox(geom)
+        grown = _grown_hbox(geom.numpy())
         pairs = _self_candidates(grown)
         if method == "sparse" or (method == "auto" and pairs[0].numel() <= _SPARSE_MAX_PAIRS_PER_BOX * tv.shape[0]):
             keep = _sparse(tv, geom, grown, float(iou_threshold), pairs)
