@@ -364,11 +364,18 @@ def test_nms_auto_picks_sparse_for_sparse_scenes_and_the_bound_is_safe(monkeypat
     assert used == ["_sparse", "_greedy"]
     a, b = random_rboxes(3000, 54, extent=80), random_rboxes(3000, 55, extent=80)
     true = aligned_shapely_iou(a, b)
-    geom, idx = _with_trig(torch.cat([a, b])), torch.arange(3000)
-    for thr in (0.05, 0.3, 0.7):
-        may = N._may_exceed(geom, N._grown_hbox(geom.numpy()), idx, idx + 3000, thr).numpy()
-        assert may[true > thr - 1e-6].all()  # every pair that can exceed thr is kept for the kernel
-        assert not may.all()  # and some are spared
+    geom, idx = _with_trig(torch.cat([a, b])), np.arange(3000)
+    g = geom.numpy()
+    lo, hi = N._iou_lower(g, idx, idx + 3000), N._iou_upper(g, N._grown_hbox(g), idx, idx + 3000)
+    assert (lo <= true + 1e-9).all() and (hi >= true - 1e-9).all()  # bounds: the kernel decides in between
+    assert ((true > 0) & (lo > 0.3 * true)).sum() > 0.3 * (true > 0).sum()  # and they are not trivial
+    assert ((true < 0.9) & (hi < true + 0.3)).sum() > 0.5 * (true < 0.9).sum()
+    aligned = torch.tensor([[0, 0, 40, 20, 0.3], [5, 2, 40, 20, 0.3], [0, 0, 40, 20, 0.3 + PI / 2]], dtype=D)
+    g, i, j = _with_trig(aligned).numpy(), np.array([0, 0]), np.array([1, 2])
+    lo, hi = N._iou_lower(g, i, j), N._iou_upper(g, N._grown_hbox(g), i, j)
+    exact = aligned_shapely_iou(aligned[[0, 0]], aligned[[1, 2]])
+    np.testing.assert_allclose(lo[0], exact[0], rtol=1e-9)  # equal angles: the inner rectangle is the box
+    assert lo[1] <= exact[1] + 1e-12 and hi[1] >= exact[1] - 1e-12
 
 
 def test_batched_nms_is_class_aware():

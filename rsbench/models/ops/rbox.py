@@ -486,11 +486,12 @@ def _grouped_kernel(tg: Tensor, to: Tensor, r: np.ndarray, i: np.ndarray, g_firs
     chunk = int(min(1024, max(8, _CHUNK_PER_BOX * per_box)))
     rows, rstart, ri = _chunk_unique(i, chunk)
     cols, cstart, ci = _chunk_unique(r, chunk)
-    tgn, ton = tg.detach().numpy(), to.detach().numpy()
+    others = torch.from_numpy(to.detach().numpy()[rows])  # every chunk's boxes, gathered once: a chunk's are a
+    mines = torch.from_numpy(tg.detach().numpy()[cols])   # contiguous slice
+    rstart, cstart = rstart.tolist(), cstart.tolist()
     kernel = torch.ops.torchvision.box_iou_rotated
     for c, s in enumerate(range(0, i.shape[0], chunk)):
-        other = torch.from_numpy(ton[rows[rstart[c] : rstart[c + 1]]])
-        mine = torch.from_numpy(tgn[cols[cstart[c] : cstart[c + 1]]])
+        other, mine = others[rstart[c] : rstart[c + 1]], mines[cstart[c] : cstart[c + 1]]
         e = s + chunk
         if g_first:
             out[s:e] = kernel(mine, other).numpy()[ci[s:e], ri[s:e]]
