@@ -6,6 +6,8 @@ rest of the suite let through (noted per test)."""
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 import torch
@@ -305,11 +307,38 @@ def test_seg_mask_is_resized_nearest_and_gains_no_label_values():
 # -- classification: channels, eval geometry, MMPretrain's RandomErasing --------------------------
 
 def _cls(train=False, **kw):
+    """The transform with the normalisation in it (the factory defers it to after the transfer)."""
     from rsbench.data.transforms import build_cls_transforms
 
     tfs = build_cls_transforms(img_size=kw.pop("img_size", 56), in_chans=3, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                               scale_to_unit=255.0, **kw)
+                               scale_to_unit=255.0, defer_normalize=kw.pop("defer_normalize", False), **kw)
     return tfs["train" if train else "eval"]
+
+
+def test_cls_normalisation_after_the_transfer_gives_the_same_values():
+    """The factory's default: uint8 images from the workers, normalised by the datamodule's
+    ``on_after_batch_transfer``: bit for bit what the transform normalising itself gives (the same draws:
+    RandomResizedCrop, flip, RandAugment, erasing), train and eval; multispectral images stay float."""
+    from rsbench.data.transforms import build_cls_transforms
+
+    kw = dict(img_size=56, in_chans=3, mean=IMAGENET_MEAN, std=IMAGENET_STD, scale_to_unit=255.0)
+    deferred, direct = build_cls_transforms(**kw), build_cls_transforms(**kw, defer_normalize=False)
+    assert direct["after_transfer"] is None
+    rng = np.random.default_rng(5)
+    for stage in ("train", "eval"):
+        for k in range(8):
+            img = torch.from_numpy(rng.integers(0, 256, (3, 40 + 3 * k, 50), dtype=np.uint8))
+            outs = []
+            for tfs in (deferred, direct):
+                torch.manual_seed(k), random.seed(k), np.random.seed(k)
+                outs.append(tfs[stage]({"image": img, "label": 2})["image"])
+            assert outs[0].dtype == torch.uint8 and outs[1].dtype == torch.float32
+            batch = deferred["after_transfer"]({"image": outs[0][None], "label": torch.tensor([2])})
+            assert torch.equal(batch["image"][0], outs[1]) and batch["label"].tolist() == [2]
+    ms = build_cls_transforms(img_size=32, in_chans=13, mean=[0.1] * 13, std=[0.2] * 13, scale_to_unit=1e4)
+    assert ms["after_transfer"] is None
+    img = torch.from_numpy(rng.integers(0, 10000, (13, 40, 40)).astype(np.int16))
+    assert ms["eval"]({"image": img})["image"].dtype == torch.float32
 
 
 def test_cls_eval_gives_the_rgb_normalised_values_of_a_known_image():

@@ -18,7 +18,11 @@ docs/protocols.md §2.1), train, in the official order:
    fill_color=mean, fill_std=std)``: :class:`RandomErasing`, on the uint8 image BEFORE
    normalisation as MMPretrain does (timm's erasing, N(0, 1) after normalisation, is not used).
 5. ``PackInputs`` + data preprocessor: ``(x - 255·mean) / (255·std)`` in RGB (``to_rgb=True``);
-   here ``ToTensor`` (x / 255) and ``Normalize(mean, std)``.
+   here ``ToTensor`` (x / 255) and ``Normalize(mean, std)``. As the data preprocessor does, the factory
+   (``defer_normalize``) leaves this step to the datamodule's ``on_after_batch_transfer``: the worker
+   sends the uint8 image (a quarter of the bytes, through shared memory and to the device) and
+   :meth:`rsbench.data.augment.Normalize.after_transfer` normalises the batch on its device with the same
+   float32 operations (``/ 255``, ``- mean``, ``/ std``): the same values bit for bit (tested on the CPU).
 
 Test: ``ResizeEdge(256, edge='short', backend='pillow', interpolation='bicubic')`` →
 ``CenterCrop(224)``; timm's eval transform (``Resize(256)`` = short side to img/0.875, PIL
@@ -45,7 +49,7 @@ from torchvision.transforms import v2 as T
 
 # IMAGENET_MEAN/STD are re-exported here for older imports (defined in rsbench.constants)
 from rsbench.constants import IMAGENET_MEAN, IMAGENET_STD
-from rsbench.data.augment import call_generators, is_8bit_rgb, resolve_stats
+from rsbench.data.augment import Normalize, call_generators, is_8bit_rgb, resolve_stats
 
 __all__ = ["EVAL_CROP_PCT", "IMAGENET_MEAN", "IMAGENET_STD", "ClsTransform", "RandomErasing", "build_cls_transforms"]
 
@@ -149,19 +153,20 @@ class _TensorErasing:
 
 
 def _timm_pipeline(train: bool, img_size: int, mean: tuple[float, ...], std: tuple[float, ...],
-                   randaugment: str | None, random_erasing: float, crop_pct: float) -> Callable:
+                   randaugment: str | None, random_erasing: float, crop_pct: float, defer: bool = False) -> Callable:
     """8-bit RGB: timm's ``create_transform`` (PIL in, normalised tensor out), with MMPretrain's
-    pixel-space :class:`RandomErasing` between RandAugment and ToTensor/Normalize."""
+    pixel-space :class:`RandomErasing` between RandAugment and ToTensor/Normalize. ``defer``: timm's
+    ``normalize=False`` (a (C, H, W) uint8 tensor out), normalised after the transfer."""
     from timm.data import create_transform
 
     if not train:
         return create_transform(input_size=img_size, is_training=False, interpolation="bicubic",
-                                mean=mean, std=std, crop_pct=crop_pct)
+                                mean=mean, std=std, crop_pct=crop_pct, normalize=not defer)
     geometric, colour, final = create_transform(
         input_size=img_size, is_training=True, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
         hflip=0.5, vflip=0.0, auto_augment=randaugment, interpolation="bicubic", re_prob=0.0,
         color_jitter=None,  # timm adds ColorJitter(0.4) when RandAugment is off; MMPretrain has none
-        mean=mean, std=std, separate=True,
+        mean=mean, std=std, separate=True, normalize=not defer,
     )
     ops: list[Callable] = [geometric, colour]
     if random_erasing:
@@ -188,16 +193,22 @@ def _tensor_pipeline(train: bool, img_size: int, mean: tuple[float, ...], std: t
 
 
 class ClsTransform:
-    """``sample['image']`` (C,H,W uint8/int) → normalised float (C,img,img); label untouched."""
+    """``sample['image']`` (C,H,W uint8/int) → normalised float (C,img,img); label untouched.
+
+    ``defer_normalize`` (8-bit RGB only): the image leaves as (C,img,img) uint8, for
+    :attr:`after_transfer` (the factory's default; see the module docstring)."""
 
     def __init__(self, *, train: bool, img_size: int, mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, in_chans: int = 3, scale_to_unit: float = 255.0,
                  randaugment: str | None = "rand-m9-n2-mstd0.5-inc1", random_erasing: float = 0.25,
-                 crop_pct: float = EVAL_CROP_PCT) -> None:
+                 crop_pct: float = EVAL_CROP_PCT, defer_normalize: bool = False) -> None:
         self.rgb = is_8bit_rgb(in_chans, scale_to_unit)
         mean, std = resolve_stats(mean, std, in_chans)
+        self.defer = self.rgb and bool(defer_normalize)
+        #: what the datamodule applies to a batch on its device (None: nothing deferred)
+        self.after_transfer = Normalize(mean, std, 255.0, in_chans).after_transfer if self.defer else None
         if self.rgb:
-            self.tf = _timm_pipeline(train, img_size, mean, std, randaugment, random_erasing, crop_pct)
+            self.tf = _timm_pipeline(train, img_size, mean, std, randaugment, random_erasing, crop_pct, self.defer)
         else:
             self.tf = _tensor_pipeline(train, img_size, mean, std, scale_to_unit, random_erasing, crop_pct)
 
@@ -211,10 +222,11 @@ class ClsTransform:
 
 
 def build_cls_transforms(*, img_size: int, in_chans: int, mean, std, scale_to_unit: float,
-                         train_aug: bool = True, **kw: Any) -> dict[str, Callable]:
-    """``{"train": fn, "eval": fn}`` (``conf/task/cls.yaml``); ``kw`` are :class:`ClsTransform`'s recipe arguments."""
-    common = {"img_size": img_size, "mean": mean, "std": std, "in_chans": in_chans, "scale_to_unit": scale_to_unit}
-    return {
-        "train": ClsTransform(train=train_aug, **common, **kw),
-        "eval": ClsTransform(train=False, **common),
-    }
+                         train_aug: bool = True, defer_normalize: bool = True, **kw: Any) -> dict[str, Callable]:
+    """``{"train": fn, "eval": fn, "after_transfer": fn | None}`` (``conf/task/cls.yaml``); ``kw`` are
+    :class:`ClsTransform`'s recipe arguments. 8-bit RGB images are normalised after the transfer
+    (``defer_normalize``, as the data preprocessor of the official code), on the batch's device."""
+    common = {"img_size": img_size, "mean": mean, "std": std, "in_chans": in_chans, "scale_to_unit": scale_to_unit,
+              "defer_normalize": defer_normalize}
+    train = ClsTransform(train=train_aug, **common, **kw)
+    return {"train": train, "eval": ClsTransform(train=False, **common), "after_transfer": train.after_transfer}
