@@ -63,3 +63,53 @@ def test_collate_keeps_one_entry_per_image():
     assert DetectionTask.batch_size_of(batch) == 2 and [len(x) for x in batch["boxes"]] == [2, 0]
     t = DetectionTask.targets(batch)
     assert t[1]["boxes"].shape == (0, 4) and torch.equal(t[0]["labels"], a["labels"])
+
+
+def test_packed_batches_unpack_to_the_same_lists():
+    """A worker packs a list batch into few tensors (per-object keys concatenated, equal shapes stacked,
+    tensors already in shared memory and non-tensors left as lists); after the transfer the datamodule's
+    hook gives back the lists: the same values, shapes and dtypes. Unpacked batches pass through."""
+    from rsbench.data.datamodule import RSDataModule
+    from rsbench.data.packing import PACKED, pack_lists, unpack_lists
+
+    g = torch.Generator().manual_seed(0)
+    shared = [torch.rand(3, 6, 6, generator=g).share_memory_() for _ in range(3)]
+    batch = {"image": shared, "boxes": [torch.rand(n, 4, generator=g) for n in (2, 0, 5)],
+             "labels": [torch.arange(n) for n in (2, 0, 5)], "size": [torch.tensor([6, 6])] * 3,
+             "name": ["a", "b", "c"], "mixed": [torch.zeros(2), torch.zeros(2, dtype=torch.long), torch.zeros(2)]}
+    packed = pack_lists(batch)
+    assert packed[PACKED] == {"boxes": [2, 0, 5], "labels": [2, 0, 5], "size": None}
+    assert packed["boxes"].shape == (7, 4) and packed["size"].shape == (3, 2) and packed["image"] is shared
+    dm = RSDataModule(dataset="dior", root="unused", splits={}, batch_size=1)
+    for out in (unpack_lists(packed), dm.on_after_batch_transfer(packed, 0)):
+        assert PACKED not in out and out.keys() == batch.keys()
+        for k, values in batch.items():
+            assert len(out[k]) == len(values)
+            for x, y in zip(out[k], values):
+                assert (x == y) if isinstance(y, str) else (x.dtype == y.dtype and torch.equal(x, y))
+    assert unpack_lists(batch) is batch and pack_lists({"image": []}) == {"image": []}
+
+
+def test_detection_loader_with_workers_gives_the_unpacked_batches(samples, tmp_path):
+    """Through DataLoader workers (packed) and in the main process (not packed), the datamodule's batches
+    after ``on_after_batch_transfer`` are the same lists of the same tensors."""
+    from torch.utils.data import DataLoader
+
+    from rsbench.data.datamodule import RSDataModule
+    from rsbench.data.det_transforms import build_det_transforms
+
+    dm = RSDataModule(dataset="dior", root=samples("dior"), splits={"test": "test"}, batch_size=2,
+                      transforms=build_det_transforms, img_size=64, num_workers=0, cache_dir=tmp_path,
+                      full_check_max_samples=0)
+    dm.check()
+    ds = dm.datasets["test"]
+    batches = []
+    for workers in (0, 2):
+        loader = DataLoader(ds, batch_size=2, num_workers=workers, collate_fn=collate_detection)
+        batches.append([dm.on_after_batch_transfer(b, 0) for b in loader])
+    assert len(batches[0]) == len(batches[1]) > 0
+    for a, b in zip(*batches):
+        assert a.keys() == b.keys()
+        for k in a:
+            for x, y in zip(a[k], b[k]):
+                assert torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from rsbench.constants import IMAGENET_MEAN, IMAGENET_STD
 from rsbench.data.registry import build_dataset
+from rsbench.data.packing import unpack_lists
 from rsbench.data.stats import band_stats
 from rsbench.errors import ConfigError
 
@@ -199,9 +200,10 @@ class RSDataModule(L.LightningDataModule):
         self.check()
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """The transforms' ``after_transfer`` step, on the batch's device (Lightning calls this for every
+        """The transforms' ``after_transfer`` step, then the lists of a batch packed for the trip from a
+        worker unpacked (:mod:`rsbench.data.packing`), on the batch's device (Lightning calls this for every
         batch of every stage, after moving it; other callers of the loaders apply it themselves)."""
-        return self.after_transfer(batch) if self.after_transfer is not None else batch
+        return unpack_lists(self.after_transfer(batch) if self.after_transfer is not None else batch)
 
     def _label_fraction(self, ds: Dataset) -> Dataset:
         """The ``label_fraction`` subset of the train split as training reads it (:mod:`rsbench.data.fractions`):

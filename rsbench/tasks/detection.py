@@ -20,6 +20,8 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from rsbench.data.augment import in_worker
+from rsbench.data.packing import pack_lists
 from rsbench.errors import ConfigError
 from rsbench.metrics.detection import DetectionMAP
 from rsbench.tasks.base import BaseTask
@@ -35,9 +37,12 @@ def _num(x: float | None) -> float:
     return float("nan") if x is None else float(x)
 
 
-def collate_detection(samples: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
-    """Samples → a dict of lists (one entry per image; boxes differ in number)."""
-    return {k: [s[k] for s in samples] for k in samples[0]}
+def collate_detection(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Samples → a dict of lists (one entry per image; boxes differ in number). In a DataLoader worker the
+    lists are packed into few tensors for the trip (:func:`rsbench.data.packing.pack_lists`; the
+    datamodule's ``on_after_batch_transfer`` gives the lists back)."""
+    batch = {k: [s[k] for s in samples] for k in samples[0]}
+    return pack_lists(batch) if in_worker() else batch
 
 
 class DetectorTask(BaseTask):
