@@ -611,3 +611,21 @@ def test_separating_axis_pruning_against_shapely():
     sep = R._separated(ga, gb).numpy()
     tol = 1e-3 * (a[:, 2:4].amax(dim=1) + b[:, 2:4].amax(dim=1)).numpy() + 2e-3
     assert sep.sum() > 1000 and (dist[sep] > tol[sep]).all()
+
+
+def test_pair_geometry_torch_code_equals_numpy_code(monkeypatch):
+    """The pair tests run in NumPy on the CPU and in torch on CUDA, one code: run here both ways, the exact
+    IoU, the near-coincident flags, the separating-axis test and the grown boxes agree (to rounding)."""
+    from rsbench.models.ops import rbox as R
+
+    a, b = random_rboxes(3000, 71, extent=60), random_rboxes(3000, 72, extent=60)
+    b[:1000] = a[:1000] + 1e-4 * torch.randn(1000, 5, generator=torch.Generator().manual_seed(73), dtype=D)
+    ga, gb = _with_trig(a), _with_trig(b)
+    fns = (R._exact_iou, R._near_coincident, R._separated)
+    numpy_out = [f(ga, gb) for f in fns]
+    monkeypatch.setattr(R, "_NUMPY_ON_CPU", False)
+    torch_out = [f(ga, gb) for f in fns]
+    torch.testing.assert_close(torch_out[0], numpy_out[0], rtol=0, atol=1e-12)
+    assert torch.equal(torch_out[1], numpy_out[1]) and numpy_out[1].sum() > 500
+    assert torch.equal(torch_out[2], numpy_out[2])
+    torch.testing.assert_close(R._grown_hbox(ga), torch.from_numpy(R._grown_hbox(ga.numpy())), rtol=0, atol=0)

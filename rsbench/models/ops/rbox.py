@@ -266,9 +266,12 @@ def _near_boundary(a, b, tol):
     return (on_w | on_h).any(1)
 
 
+_NUMPY_ON_CPU = True  # False runs the torch code (CUDA's) on the CPU: the tests compare the two
+
+
 def _arrays(a: Tensor, b: Tensor) -> tuple:
     """NumPy views of CPU tensors (see :func:`_xp`), the tensors themselves on other devices."""
-    return (a.numpy(), b.numpy()) if a.device.type == "cpu" else (a, b)
+    return (a.numpy(), b.numpy()) if a.device.type == "cpu" and _NUMPY_ON_CPU else (a, b)
 
 
 def _as_tensor(x) -> Tensor:
