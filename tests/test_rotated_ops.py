@@ -344,6 +344,9 @@ def test_nms_paths_agree_float32_and_edge_cases():
     assert nms_rotated(boxes[:1], scores[:1], 0.5).tolist() == [0]
     same = boxes[:1].repeat(3, 1)
     assert nms_rotated(same, torch.tensor([0.2, 0.9, 0.5]), 0.5).tolist() == [1]
+    tiny = T([10, 10, 1e-8, 1e-8, 0.3], [10, 10, 1e-8, 1e-8, 0.3])  # the kernel's IoU of sub-1e-14 boxes is 0:
+    for method in ("sparse", "greedy", "dense"):  # no bound decides them otherwise
+        assert nms_rotated(tiny, torch.tensor([0.9, 0.8], dtype=D), 0.1, method).tolist() == [0, 1]
     with pytest.raises(ValueError):
         nms_rotated(boxes[:, :4], scores, 0.5)
 

@@ -174,11 +174,14 @@ def _iou_upper(g: np.ndarray, h: np.ndarray, i: np.ndarray, j: np.ndarray) -> np
 
 def _iou_lower(g: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """Lower bounds ``(K,)`` of the IoU of the pairs ``(i, j)``: the intersection holds the overlap of either
-    box with the largest rectangle along that box's axes inside the other (:func:`_inner_overlap`)."""
+    box with the largest rectangle along that box's axes inside the other (:func:`_inner_overlap`). 0 for
+    boxes under 1e-6 px² (the kernel gives IoU 0 below 1e-14: such pairs are left to it)."""
     a, b = g[i], g[j]
+    area_a, area_b = a[:, 2] * a[:, 3], b[:, 2] * b[:, 3]
     inter = np.maximum(_inner_overlap(a, b), _inner_overlap(b, a))
+    inter = np.where(np.minimum(area_a, area_b) >= 1e-6, inter, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.nan_to_num(inter / (a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter))
+        return np.nan_to_num(inter / (area_a + area_b - inter))
 
 
 def _sparse(tv: Tensor, geom: Tensor, grown: np.ndarray, thr: float, pairs: tuple[Tensor, Tensor]) -> np.ndarray:
