@@ -52,6 +52,8 @@ def wandb_run_id(run_dir: str | Path, resume: bool, write: bool = True) -> str:
         saved = path.read_text().strip()
         if saved.isalnum():
             return saved
+        log.warning("%s does not hold a wandb run id (%r); the resumed run logs to a new wandb run. "
+                    "Put the id of the interrupted run there to continue it.", path, saved[:40])
     new = secrets.token_hex(8)
     if write:
         path.parent.mkdir(parents=True, exist_ok=True)

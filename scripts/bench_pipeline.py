@@ -53,7 +53,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 REPO = Path(__file__).resolve().parents[1]
 #: the composed config's paths.output_dir (the app's run folder; the app-like Lightning runs write there)
@@ -272,38 +272,24 @@ class Row:
 MIN_EPOCH_BATCHES = 16
 
 
-class Repeated(Dataset):
-    """``base`` ``times`` over (an epoch of a real release is thousands of batches; the sample data's few)."""
-
-    def __init__(self, base: Dataset, times: int) -> None:
-        self.base, self.times = base, times
-
-    def __len__(self) -> int:
-        return len(self.base) * self.times
-
-    def __getitem__(self, i: int) -> Any:
-        return self.base[i % len(self.base)]
-
-
 def bench_dataset(name: str, root: Path, workers: int, cache: Path, repeats: int, min_time: float,
                   sizes: str) -> Row:
     dm, c = build_datamodule(name, root, workers, cache)
     raw = dm.datasets["train"].base  # the training view without the transform
     groups = file_groups(raw)
     plain = PlainFiles(groups)
-    first = dm.train_dataloader()
-    bs = first.batch_sampler.batch_size if first.batch_sampler is not None else first.batch_size
-    times = max(1, math.ceil(MIN_EPOCH_BATCHES * bs / len(raw)))
-    dm.datasets["train"] = Repeated(dm.datasets["train"], times)
+    bs = int(dm.batch_plan(1)["per_device"])  # the train loader's batch (one device here)
+    transform = dm.datasets["train"].transform
+    times = max(1, math.ceil(MIN_EPOCH_BATCHES * bs / len(raw)))  # an epoch of a real release: thousands of batches
+    dm.datasets["train"] = ConcatDataset([dm.datasets["train"]] * times)
     loader = dm.train_dataloader()
     file_bs = bs if all(n == 1 for _, n in groups) else 1
     plain_times = max(1, math.ceil(MIN_EPOCH_BATCHES * file_bs / len(plain)))
-    plain_loader = DataLoader(Repeated(plain, plain_times), batch_size=file_bs, shuffle=True, num_workers=workers,
+    plain_loader = DataLoader(ConcatDataset([plain] * plain_times), batch_size=file_bs, shuffle=True, num_workers=workers,
                               persistent_workers=workers > 0, collate_fn=_sum_collate)
     row = Row(name, sizes, sum(len(f) for f, _ in groups), len(raw), bs, workers)
     # warm-up: every file read once (page cache, tile cache), the workers started
     held = [raw[i] for i in range(len(raw))]  # also for d: the transform on samples already in memory
-    transform = dm.datasets["train"].base.transform
     for _ in loader:
         pass
     for _ in plain_loader:
@@ -545,7 +531,7 @@ the transforms work on; the normalisation's three full-size float32 temporaries 
 | detection / rotated detection: in a DataLoader worker the normalised image is allocated in shared memory (their batches are lists, which `default_collate` does not stack into a shared buffer, so every 7.7 MB image was copied into shared memory to be sent) | `rsbench/data/augment.py` (`Normalize(shared=)`), `det_transforms.py`, `rotdet_transforms.py` | zero-compute 800² float32 samples through 2 workers: ≈ 107 → 213 samples/s |
 | detection / rotated detection, second round (commit after 08eb6c4): the image leaves the worker as uint8 and is normalised after the transfer, on the device (`defer_normalize`, the factories' `after_transfer` step, applied by the datamodule's `on_after_batch_transfer`: the same float32 operations, bit for bit); flips by OpenCV's `flip` instead of numpy's reversed-view copies | `rsbench/data/augment.py` (`Normalize(defer=)`, `on_tensor`, `flip_image`), `datamodule.py`, `det_transforms.py`, `rotdet_transforms.py` | shared-memory copy of an 800² image 6.1 → 1.6 ms; normalising it in the main process on the CPU 0.7 ms (on a GPU: on the device); horizontal flip of 800² RGB 6.5 → 1.1 ms; DIOR's transformed sample in one process 8.3 → 6.4 ms; DIOR and DIOR-R c medians, two alternated runs each: before 68–82 samples/s, after 73–115 (+10–40 %; before: `git worktree add ../rsbench-08eb6c4 08eb6c4 && PYTHONPATH=../rsbench-08eb6c4 python scripts/bench_pipeline.py --datasets dior --no-lightning`) |
 | classification, 8-bit RGB (session of 2026-12-02, fourth): the image leaves the worker as uint8 (timm's `normalize=False`) and is normalised after the transfer, on the device (the factory's `after_transfer`; bit for bit the values of the transform normalising itself, tested) | `rsbench/data/transforms.py` | a batch of 64 × 224² through shared memory and to the device 38.5 → 9.6 MB; on this CPU, where the main process normalises, c within noise (EuroSAT 380–459 → 401 samples/s: the recipe's transform is the cost) |
-| detection / rotated detection, same session: the per-object tensors of a batch (boxes, labels, ...) leave the worker concatenated with per-image counts, unpacked by the datamodule's `on_after_batch_transfer` | `rsbench/data/packing.py`, `rsbench/tasks/detection.py`, `datamodule.py` | the main process pays ~0.17 ms to receive a tensor however small: 12 → 4 tensors a batch of 4; DIOR c 133 → 141 samples/s (medians of 3 alternated rounds); stacking the images too cost more than it saved (they are already in shared memory) |
+| detection / rotated detection, same session: the per-object tensors of a batch (boxes, labels, ...) leave the worker concatenated with per-image counts, unpacked by the datamodule's `on_after_batch_transfer` | `rsbench/data/packing.py`, `rsbench/tasks/detection.py`, `datamodule.py` | the main process pays ~0.17 ms to receive a tensor however small: 12 → 4 tensors a batch of 4 (main-process CPU per sample ~1.4 → 0.8 ms with zero-compute samples, by hand); end to end not resolved on this host: DIOR c medians 128 / 139 samples/s before, 141 / 133 after, two alternated runs of `git worktree add ../rsbench-4395e26 4395e26 && PYTHONPATH=../rsbench-4395e26 python scripts/bench_pipeline.py --datasets dior --no-lightning` and the same command without PYTHONPATH (the +5–8 % of the commit message was a probe outside the repo); stacking the images too cost more than it saved (they are already in shared memory) |
 | the benchmark itself, same session: every loader timing on epochs of at least 16 batches (the sample data repeated); c split into c (what reaches the device) and c_cpu (with the CPU normalisation); d and the two bounds added | `scripts/bench_pipeline.py` | a DataLoader drains at every epoch end: on the sample data's 1–6-batch epochs that cost 30–40 % (DIOR c 122–148 → 196–216 samples/s on the same code, 4 → 24 batches an epoch; `MIN_EPOCH_BATCHES = 1` in this script gives the old epochs). The c and a_w of the earlier tables (commit 379105c and before) were understated by it |
 
 Identical results: `Normalize`, the layout helpers and the crop box were compared with the previous code on random inputs

@@ -103,10 +103,14 @@ def test_detection_loader_with_workers_gives_the_unpacked_batches(samples, tmp_p
                       full_check_max_samples=0)
     dm.check()
     ds = dm.datasets["test"]
+    from rsbench.data.packing import PACKED
+
     batches = []
     for workers in (0, 2):
         loader = DataLoader(ds, batch_size=2, num_workers=workers, collate_fn=collate_detection)
-        batches.append([dm.on_after_batch_transfer(b, 0) for b in loader])
+        raw = list(loader)
+        assert all((PACKED in b) == (workers > 0) for b in raw)  # packed exactly when it crossed from a worker
+        batches.append([dm.on_after_batch_transfer(b, 0) for b in raw])
     assert len(batches[0]) == len(batches[1]) > 0
     for a, b in zip(*batches):
         assert a.keys() == b.keys()

@@ -132,3 +132,13 @@ def test_a_resumed_run_continues_its_wandb_run_and_a_fresh_start_draws_a_new_id(
     fresh = wandb_run_id(run_dir, resume=False)  # what a force=true rerun (no resume) is given
     assert fresh not in first and (run_dir / "wandb_id").read_text().strip() == fresh
     assert wandb_run_id(run_dir, resume=True) == fresh
+
+
+def test_an_unreadable_wandb_id_file_is_named_and_replaced(tmp_path, caplog):
+    from rsbench.tracking import WANDB_ID_FILE, wandb_run_id
+
+    (tmp_path / WANDB_ID_FILE).write_text("not an id!\n")
+    with caplog.at_level("WARNING", logger="rsbench.tracking"):
+        new = wandb_run_id(tmp_path, resume=True)
+    assert new.isalnum() and (tmp_path / WANDB_ID_FILE).read_text().strip() == new
+    assert str(tmp_path / WANDB_ID_FILE) in caplog.text and "new wandb run" in caplog.text

@@ -177,11 +177,32 @@ def rbox_to_hbox(rboxes: Tensor) -> Tensor:
     """Enclosing horizontal box ``(..., 4)`` ``(x1, y1, x2, y2)`` of rotated boxes ``(..., 5)`` (MMRotate
     ``rbox2hbox``): half extents ``|w/2 cos t| + |h/2 sin t|`` and ``|w/2 sin t| + |h/2 cos t|``."""
     ctr, w, h, t = torch.split(rboxes, (2, 1, 1, 1), dim=-1)
-    cos, sin = torch.cos(t), torch.sin(t)
-    bx = torch.abs(w / 2 * cos) + torch.abs(h / 2 * sin)
-    by = torch.abs(w / 2 * sin) + torch.abs(h / 2 * cos)
-    half = torch.cat([bx, by], dim=-1)
+    half = torch.cat(_half_extents(w, h, torch.cos(t), torch.sin(t)), dim=-1)
     return torch.cat([ctr - half, ctr + half], dim=-1)
+
+
+def _half_extents(w, h, c, s):
+    """Half extents along the reference axes of a ``w x h`` box whose w side has cosine ``c``, sine ``s``
+    with them: ``|w/2 c| + |h/2 s|``, ``|w/2 s| + |h/2 c|`` (tensors or NumPy arrays)."""
+    xp = _xp(w)
+    return xp.abs(w / 2 * c) + xp.abs(h / 2 * s), xp.abs(w / 2 * s) + xp.abs(h / 2 * c)
+
+
+def _in_frame(dx, dy, c, s):
+    """A vector ``(dx, dy)`` in the frame whose first axis is ``(c, s)``."""
+    return dx * c + dy * s, dy * c - dx * s
+
+
+def _rel_trig(a, b):
+    """Cosine and sine of ``theta_b - theta_a`` from the stored trig of geometries ``(P, 7)``."""
+    ca, sa, cb, sb = a[:, 5], a[:, 6], b[:, 5], b[:, 6]
+    return ca * cb + sa * sb, sb * ca - cb * sa
+
+
+def _interval_overlap(half, ctr, ext):
+    """Width of the overlap of ``[-half, half]`` and ``[ctr - ext, ctr + ext]`` (negative: a gap)."""
+    xp = _xp(half)
+    return xp.minimum(half, ctr + ext) - xp.maximum(-half, ctr - ext)
 
 
 def hbox_to_rbox(hboxes: Tensor) -> Tensor:
@@ -245,10 +266,8 @@ def _corners_in_frame(a, b):
     ``(P, 7)`` (origin at b's centre, u along b's w side, v along its h side); geometry of :func:`_with_trig`."""
     xp = _xp(a)
     d = a[:, :2] - b[:, :2]
-    ca, sa, cb, sb = a[:, 5], a[:, 6], b[:, 5], b[:, 6]
-    du = d[:, 0] * cb + d[:, 1] * sb
-    dv = d[:, 1] * cb - d[:, 0] * sb
-    cr, sr = (ca * cb + sa * sb)[:, None], (sa * cb - ca * sb)[:, None]  # of the angle of a relative to b
+    du, dv = _in_frame(d[:, 0], d[:, 1], b[:, 5], b[:, 6])
+    cr, sr = (x[:, None] for x in _rel_trig(b, a))  # of the angle of a relative to b
     hw, hh = a[:, 2] / 2, a[:, 3] / 2
     x = xp.stack([hw, -hw, -hw, hw], 1)  # corner signs along w and h, cyclic
     y = xp.stack([hh, hh, -hh, -hh], 1)
@@ -361,9 +380,8 @@ def _grown_hbox(g):
     trig."""
     xp = _xp(g)
     grow = _NEAR_REL * xp.maximum(g[:, 2], g[:, 3]) + _NEAR_ABS
-    hw, hh, c, s = g[:, 2] / 2, g[:, 3] / 2, g[:, 5], g[:, 6]
-    bx = xp.abs(hw * c) + xp.abs(hh * s) + grow
-    by = xp.abs(hw * s) + xp.abs(hh * c) + grow
+    bx, by = _half_extents(g[:, 2], g[:, 3], g[:, 5], g[:, 6])
+    bx, by = bx + grow, by + grow
     return xp.stack([g[:, 0] - bx, g[:, 1] - by, g[:, 0] + bx, g[:, 1] + by], 1)
 
 
@@ -374,16 +392,13 @@ def _frame_overlaps(a, b):
     the product of its two widths), tighter than the horizontal boxes' for rotated, elongated boxes.
     Tensors or NumPy arrays."""
     xp = _xp(a)
-    ca, sa, cb, sb = a[:, 5], a[:, 6], b[:, 5], b[:, 6]
-    cr, sr = xp.abs(ca * cb + sa * sb), xp.abs(sb * ca - cb * sa)  # |cos|, |sin| of the angle between them
+    cr, sr = _rel_trig(a, b)  # the angle between them (its sign does not change the extents)
     dx, dy = b[:, 0] - a[:, 0], b[:, 1] - a[:, 1]
     out = []
-    for (c, s, w, h), (w2, h2), sgn in (((ca, sa, a[:, 2], a[:, 3]), (b[:, 2], b[:, 3]), 1.0),
-                                         ((cb, sb, b[:, 2], b[:, 3]), (a[:, 2], a[:, 3]), -1.0)):
-        du, dv = sgn * (dx * c + dy * s), sgn * (dy * c - dx * s)  # the other centre in this box's frame
-        eu, ev = w2 / 2 * cr + h2 / 2 * sr, w2 / 2 * sr + h2 / 2 * cr  # the other box's half extents there
-        out += [xp.minimum(w / 2, du + eu) - xp.maximum(-w / 2, du - eu),
-                xp.minimum(h / 2, dv + ev) - xp.maximum(-h / 2, dv - ev)]
+    for x, y, sgn in ((a, b, 1.0), (b, a, -1.0)):  # y's projections in x's frame
+        du, dv = _in_frame(sgn * dx, sgn * dy, x[:, 5], x[:, 6])
+        eu, ev = _half_extents(y[:, 2], y[:, 3], cr, sr)
+        out += [_interval_overlap(x[:, 2] / 2, du, eu), _interval_overlap(x[:, 3] / 2, dv, ev)]
     return xp.stack(out, 1)
 
 

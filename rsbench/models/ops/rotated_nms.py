@@ -37,7 +37,10 @@ from .rbox import (
     _frame_overlaps,
     _grouped_kernel,
     _grown_hbox,
+    _in_frame,
+    _interval_overlap,
     _near_coincident,
+    _rel_trig,
     _repair_matrix,
     _repair_pairs,
     _spatial_order,
@@ -54,7 +57,9 @@ _BITS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
 def _self_candidates(h: np.ndarray) -> tuple[Tensor, Tensor]:
     """Pairs ``i < j`` whose horizontal boxes ``h`` ``(n, 4)`` meet, by a sweep over x (sorted ``x1``;
     each box pairs with the boxes starting inside its x range): ``O(n log n + pairs)``, no ``(n, n)``
-    matrix. NumPy: a dozen operations on short arrays, where torch's fixed costs would be most of it."""
+    matrix. NumPy: a dozen operations on short arrays, where torch's fixed costs would be most of it. The
+    one-set form of ``rbox._interval_join`` (which, applied to the boxes twice and filtered to ``i < j``, gives
+    the same pairs but costs NMS of 500-2000 boxes 3-6 % in alternated runs)."""
     n = h.shape[0]
     order = np.argsort(h[:, 0], kind="stable")
     hs = h[order]
@@ -148,12 +153,9 @@ def _inscribed(w: np.ndarray, h: np.ndarray, c: np.ndarray, s: np.ndarray) -> tu
 def _inner_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Area ``(P,)`` inside both boxes: ``a`` and the rectangle :func:`_inscribed` in ``b`` along ``a``'s
     axes, in ``a``'s frame (a lower bound of the intersection)."""
-    ca, sa, cb, sb = a[:, 5], a[:, 6], b[:, 5], b[:, 6]
-    dx, dy = b[:, 0] - a[:, 0], b[:, 1] - a[:, 1]
-    du, dv = dx * ca + dy * sa, dy * ca - dx * sa
-    p, q = _inscribed(b[:, 2], b[:, 3], ca * cb + sa * sb, sb * ca - cb * sa)
-    ou = np.minimum(a[:, 2] / 2, du + p) - np.maximum(-a[:, 2] / 2, du - p)
-    ov = np.minimum(a[:, 3] / 2, dv + q) - np.maximum(-a[:, 3] / 2, dv - q)
+    du, dv = _in_frame(b[:, 0] - a[:, 0], b[:, 1] - a[:, 1], a[:, 5], a[:, 6])
+    p, q = _inscribed(b[:, 2], b[:, 3], *_rel_trig(a, b))
+    ou, ov = _interval_overlap(a[:, 2] / 2, du, p), _interval_overlap(a[:, 3] / 2, dv, q)
     return np.maximum(ou, 0) * np.maximum(ov, 0)
 
 
