@@ -18,9 +18,12 @@ OPENCD_PHOTOMETRIC = {"brightness_delta": 10, "contrast_range": (0.8, 1.2), "sat
 # -- segmentation -------------------------------------------------------------------------------
 
 def _tf(**kw):
+    """The worker's side with the normalisation in it (the factory's default defers it, tested in
+    test_fidelity_augment)."""
     from rsbench.data.seg_transforms import build_seg_transforms
 
-    return build_seg_transforms(**{"img_size": 32, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), **kw})
+    return build_seg_transforms(**{"img_size": 32, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+                                   "defer_normalize": False, **kw})
 
 
 def test_train_transform_keeps_image_and_mask_aligned():
@@ -195,11 +198,12 @@ def test_photometric_distortion_per_date():
 
 def test_eval_transform_normalises_only_and_resizes_images_for_oscd():
     tfs = build_cd_transforms(img_size=64, in_chans=3, mean=IMAGENET_MEAN, std=IMAGENET_STD, scale_to_unit=255.0,
-                              resize=64, photometric={"hue_delta": 10})
+                              resize=64, photometric={"hue_delta": 10}, defer_normalize=False)
     s = _sample(size=32)
     o = tfs["eval"](s)
     assert o["image1"].shape == (3, 64, 64) and torch.equal(o["mask"], s["mask"])  # metric at label size
-    plain = build_cd_transforms(img_size=64, in_chans=3, mean=IMAGENET_MEAN, std=IMAGENET_STD, scale_to_unit=255.0)
+    plain = build_cd_transforms(img_size=64, in_chans=3, mean=IMAGENET_MEAN, std=IMAGENET_STD, scale_to_unit=255.0,
+                                defer_normalize=False)
     o = plain["eval"](s)
     assert torch.allclose(o["image1"], _norm(10.0).expand(3, 32, 32)) and torch.equal(o["mask"], s["mask"])
 

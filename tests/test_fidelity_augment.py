@@ -260,6 +260,16 @@ def _official_norm(rgb):
     return [(v - m) / s for v, m, s in zip(rgb, OFFICIAL_MEAN, OFFICIAL_STD)]
 
 
+def _eval_on_device(tfs, sample):
+    """A sample through the factory's eval transform, collated as one batch and given the datamodule's
+    ``after_transfer`` step (the default defers the normalisation to it), unbatched again."""
+    from torch.utils.data import default_collate
+
+    batch = default_collate([tfs["eval"](sample)])
+    batch = tfs["after_transfer"](batch) if tfs.get("after_transfer") else batch
+    return {k: v[0] for k, v in batch.items()}
+
+
 def test_seg_and_cd_eval_normalise_with_the_official_imagenet_statistics():
     """Slip caught: mean and std swapped in the evaluation normalisation (the older tests used
     mean = std = 0.5, where a swap is invisible)."""
@@ -271,9 +281,9 @@ def test_seg_and_cd_eval_normalise_with_the_official_imagenet_statistics():
     mean, std = dm._norm_stats()
     assert np.allclose(mean, IMAGENET_MEAN) and np.allclose(std, IMAGENET_STD)
     img = _known_pixel_image()
-    seg = build_seg_transforms(img_size=16, mean=mean, std=std)["eval"]({"image": img})["image"]
-    cd = build_cd_transforms(img_size=16, in_chans=3, mean=mean, std=std, scale_to_unit=255.0)["eval"](
-        {"image1": img, "image2": img, "mask": torch.zeros(20, 24, dtype=torch.long)})["image1"]
+    seg = _eval_on_device(build_seg_transforms(img_size=16, mean=mean, std=std), {"image": img})["image"]
+    cd = _eval_on_device(build_cd_transforms(img_size=16, in_chans=3, mean=mean, std=std, scale_to_unit=255.0),
+                         {"image1": img, "image2": img, "mask": torch.zeros(20, 24, dtype=torch.long)})["image1"]
     for out in (seg, cd):
         assert np.allclose(out[:, 3, 5].numpy(), _official_norm((200, 100, 50)), atol=1e-5)
         assert np.allclose(out[:, 0, 0].numpy(), _official_norm((0, 0, 0)), atol=1e-5)
@@ -339,6 +349,64 @@ def test_cls_normalisation_after_the_transfer_gives_the_same_values():
     assert ms["after_transfer"] is None
     img = torch.from_numpy(rng.integers(0, 10000, (13, 40, 40)).astype(np.int16))
     assert ms["eval"]({"image": img})["image"].dtype == torch.float32
+
+
+def _bits(t):
+    """A float32 tensor's bit patterns (torch.equal holds -0.0 equal to 0.0; the padding must be +0.0)."""
+    return t.contiguous().view(torch.int32)
+
+
+@pytest.mark.parametrize("task", ["seg", "cd"])
+def test_dense_normalisation_after_the_transfer_gives_the_same_values(task):
+    """Segmentation and change detection by default: uint8 images and masks from the workers, normalised,
+    their padding zeroed and the mask cast by the datamodule's ``on_after_batch_transfer``: bit for bit
+    the batch of the transforms normalising and padding themselves (mmseg's order: normalise, then pad
+    with 0), train (images smaller and larger than the crop, so some are padded) and eval; images that are
+    not 8-bit stay float and only their masks are cast."""
+    from torch.utils.data import default_collate
+
+    from rsbench.data.augment import UNPADDED_KEY
+    from rsbench.data.seg_transforms import build_seg_transforms
+
+    def factory(**kw):
+        if task == "seg":
+            return build_seg_transforms(img_size=32, mean=IMAGENET_MEAN, std=IMAGENET_STD, **kw)
+        return build_cd_transforms(img_size=32, in_chans=3, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                                   scale_to_unit=255.0, photometric=OPENCD, **kw)
+
+    deferred, direct = factory(), factory(defer_normalize=False)
+    assert direct["after_transfer"] is None
+    keys = ("image",) if task == "seg" else ("image1", "image2")
+    rng = np.random.default_rng(3)
+    padded = 0
+    for stage, sizes in (("train", [(20, 26), (24, 24), (40, 52), (31, 33)]), ("eval", [(28, 36)] * 3)):
+        for h, w in sizes:
+            inputs = [{**{k: torch.from_numpy(rng.integers(0, 256, (3, h, w), dtype=np.uint8)) for k in keys},
+                       "mask": torch.from_numpy(rng.choice([0, 1, 255], (h, w)).astype(np.int64))} for _ in range(3)]
+            outs = []
+            for tfs in (deferred, direct):
+                samples = []
+                for i, sample in enumerate(inputs):
+                    torch.manual_seed(100 * h + i)
+                    samples.append(tfs[stage](sample))
+                outs.append(default_collate(samples))
+            raw, ref = outs
+            assert all(raw[k].dtype == torch.uint8 for k in keys) and raw["mask"].dtype == torch.uint8
+            got = deferred["after_transfer"](raw)
+            assert UNPADDED_KEY not in got and set(got) == set(ref)
+            for k in keys:
+                assert got[k].dtype == torch.float32 and torch.equal(_bits(got[k]), _bits(ref[k]))
+            assert got["mask"].dtype == torch.long and torch.equal(got["mask"], ref["mask"])
+            padded += int(stage == "train" and min(h, w) < 32)
+    assert padded >= 2  # the padding's zeros were compared
+    ms = (build_seg_transforms(img_size=16, in_chans=4, scale_to_unit=1e4, mean=[0.1] * 4, std=[0.2] * 4)
+          if task == "seg" else
+          build_cd_transforms(img_size=16, in_chans=4, mean=[0.1] * 4, std=[0.2] * 4, scale_to_unit=1e4))
+    img = torch.from_numpy(rng.integers(0, 10000, (4, 12, 12)).astype(np.int32))
+    out = ms["train"]({**{k: img for k in keys}, "mask": torch.zeros(12, 12, dtype=torch.long)})
+    assert out[keys[0]].dtype == torch.float32 and UNPADDED_KEY not in out
+    batch = ms["after_transfer"](default_collate([out]))
+    assert torch.equal(batch[keys[0]][0], out[keys[0]]) and batch["mask"].dtype == torch.long
 
 
 def test_cls_eval_gives_the_rgb_normalised_values_of_a_known_image():

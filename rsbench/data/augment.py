@@ -12,7 +12,9 @@ recipe (e.g. the distortion's strength: mmseg 32, Open-CD's MTP configs 10) is a
 - :class:`PhotoMetric` / :func:`apply_photometric` — mmcv/mmseg ``PhotoMetricDistortion``.
 - :class:`Normalize` and :func:`pad_to` — ``(x / scale_to_unit - mean) / std``, then padding to
   the crop at the bottom/right with 0 (image, i.e. after normalisation, as mmseg's and Open-CD's
-  data pre-processors pad) and ``IGNORE_INDEX`` (mask).
+  data pre-processors pad) and ``IGNORE_INDEX`` (mask); or, deferred, 8-bit images and masks leave
+  the worker as uint8 and :func:`dense_after_transfer` normalises, zeroes the padding and casts the
+  mask on the batch's device (as those pre-processors do on theirs).
 """
 
 from __future__ import annotations
@@ -157,14 +159,53 @@ def pad_to(image: torch.Tensor, mask: np.ndarray | None, size: int | tuple[int, 
     """Pad a normalised (C, H, W) image with 0 at the bottom/right to at least ``size``, and its
     (h, w) mask with ``IGNORE_INDEX`` by the same amounts (mmseg's ``SegDataPreProcessor`` and
     Open-CD's ``stack_batch`` pad after normalising and pad the label by the image's padding, so a
-    label smaller than the image, OSCD's 96² under 224² images, keeps its size)."""
+    label smaller than the image, OSCD's 96² under 224² images, keeps its size). A deferred (uint8)
+    image is padded with 0 too; :func:`dense_after_transfer` zeroes its padding again once normalised."""
     h, w = (size, size) if isinstance(size, int) else size
     ph, pw = max(h - image.shape[1], 0), max(w - image.shape[2], 0)
     if ph or pw:
-        image = torch.nn.functional.pad(image, (0, pw, 0, ph), value=0.0)
+        image = torch.nn.functional.pad(image, (0, pw, 0, ph), value=0)
         if mask is not None:
             mask = np.pad(mask, ((0, ph), (0, pw)), constant_values=IGNORE_INDEX)
     return image, mask
+
+
+#: the sample key of a deferred image's (h, w) before :func:`pad_to` (collated to (B, 2)); the padding is
+#: zeroed after the normalisation on the device, and the key dropped, by :func:`dense_after_transfer`
+UNPADDED_KEY = "unpadded_hw"
+
+
+def dense_mask_tensor(mask: np.ndarray, defer: bool) -> torch.Tensor:
+    """A segmentation / change mask (ids < 255, ``IGNORE_INDEX`` = 255) as it leaves the worker: long, or
+    uint8 when the normalisation is deferred (an eighth of the bytes; :func:`dense_after_transfer` casts)."""
+    t = torch.from_numpy(np.ascontiguousarray(mask))
+    return t.to(torch.uint8) if defer else t.long()
+
+
+def dense_after_transfer(batch: Any, *, normalize: Normalize, keys: Sequence[str]) -> Any:
+    """``on_after_batch_transfer`` of segmentation / change-detection batches whose images left the worker
+    as uint8: each image of ``keys`` normalised (:meth:`Normalize.on_tensor`), the pixels
+    :func:`pad_to` added set to 0 (the worker pads after normalising, as mmseg does: the same values bit
+    for bit), the uint8 mask cast to long. Float images (normalised in the worker) are left alone."""
+    if not isinstance(batch, dict):
+        return batch
+    batch = dict(batch)
+    unpadded = batch.pop(UNPADDED_KEY, None)
+    for key in keys:
+        x = batch.get(key)
+        if not isinstance(x, torch.Tensor) or x.is_floating_point():
+            continue
+        x = normalize.on_tensor(x)
+        if unpadded is not None and x.ndim == 4:
+            h, w = x.shape[-2:]
+            rows = torch.arange(h, device=x.device)[None] < unpadded[:, :1].to(x.device)  # (B, H)
+            cols = torch.arange(w, device=x.device)[None] < unpadded[:, 1:].to(x.device)  # (B, W)
+            x.masked_fill_(~(rows[:, None, :, None] & cols[:, None, None, :]), 0.0)
+        batch[key] = x
+    mask = batch.get("mask")
+    if isinstance(mask, torch.Tensor) and mask.dtype == torch.uint8:
+        batch["mask"] = mask.long()
+    return batch
 
 
 # -- resize and rotation (mmcv's geometric ops) -------------------------------------------------

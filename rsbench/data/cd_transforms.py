@@ -30,6 +30,11 @@ Train, in the official order (``configs/mtp/{levir,whu,cdd,oscd}/*.py``):
    (this used to pad before normalising, i.e. with ``-mean/std``; only images smaller than the
    crop are affected).
 
+By default (``defer_normalize``, the factory's) steps 6 and the dates' zeros of 7 run after the
+transfer, on the batch's device (the factory's ``after_transfer``, applied by the datamodule's
+``on_after_batch_transfer``, where Open-CD's data preprocessor runs them): 8-bit dates and the
+mask leave the workers as uint8, the same values bit for bit (other dtypes: normalised in the worker).
+
 Eval: normalise only (OSCD: resize the dates to ``resize`` first; the mask keeps its size. The task
 resizes the logits to the dates' size and then to the mask's, as mmseg's ``predict_by_feat``
 (to ``img_shape``) and ``postprocess_result`` (to ``ori_shape``) do, so the metric is computed at
@@ -42,6 +47,7 @@ call), as segmentation.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -49,10 +55,13 @@ import torch
 
 from rsbench.constants import IGNORE_INDEX
 from rsbench.data.augment import (
+    UNPADDED_KEY,
     Normalize,
     PhotoMetric,
     call_generators,
     cat_max_ratio_crop_box,
+    dense_after_transfer,
+    dense_mask_tensor,
     imrescale,
     imrotate,
     is_8bit_rgb,
@@ -72,8 +81,9 @@ class CDTransform:
                  std: Sequence[float] | None = None, in_chans: int = 3, scale_to_unit: float = 255.0,
                  resize: int | None = None, rotate_prob: float = 0.5, flip_prob: float = 0.5, degree: float = 20.0,
                  cat_max_ratio: float = 0.75, exchange_prob: float = 0.5,
-                 photometric: bool | Mapping[str, Any] | None = None) -> None:
+                 photometric: bool | Mapping[str, Any] | None = None, defer_normalize: bool = False) -> None:
         self.train = train
+        self.defer = bool(defer_normalize)
         self.crop_size = int(img_size)
         self.resize = int(resize) if resize else None
         self.rotate_prob, self.flip_prob, self.degree = float(rotate_prob), float(flip_prob), float(degree)
@@ -89,12 +99,14 @@ class CDTransform:
             a, b = imrescale(a, self.resize), imrescale(b, self.resize)
         if self.train:
             a, b, m = self._augment(a, b, m)
-        x1, x2 = self.normalize(a), self.normalize(b)
+        x1, x2 = self.normalize(a, defer=self.defer), self.normalize(b, defer=self.defer)
         if self.train:
+            if not x1.is_floating_point():
+                out[UNPADDED_KEY] = torch.tensor(x1.shape[1:])  # both dates: one extent
             x1, m = pad_to(x1, m, self.crop_size)
             x2, _ = pad_to(x2, None, self.crop_size)
         out["image1"], out["image2"] = x1, x2
-        out["mask"] = torch.from_numpy(np.ascontiguousarray(m).astype(np.int64))
+        out["mask"] = dense_mask_tensor(m, self.defer)
         return out
 
     def _augment(self, a: np.ndarray, b: np.ndarray, m: np.ndarray) -> Arrays:
@@ -131,8 +143,12 @@ class CDTransform:
 
 
 def build_cd_transforms(*, img_size: int, in_chans: int, mean, std, scale_to_unit: float, train_aug: bool = True,
-                        resize: int | None = None, **kw: Any) -> dict[str, Callable]:
-    """The transform factory of ``conf/task/cd.yaml`` (called by :class:`rsbench.data.datamodule.RSDataModule`)."""
+                        resize: int | None = None, defer_normalize: bool = True, **kw: Any) -> dict[str, Callable]:
+    """The transform factory of ``conf/task/cd.yaml`` (called by :class:`rsbench.data.datamodule.RSDataModule`):
+    ``{"train": fn, "eval": fn, "after_transfer": fn | None}``; ``defer_normalize`` as in the module docstring."""
     common = {"img_size": img_size, "mean": mean, "std": std, "in_chans": in_chans, "scale_to_unit": scale_to_unit,
-              "resize": resize}
-    return {"train": CDTransform(train=train_aug, **common, **kw), "eval": CDTransform(train=False, **common)}
+              "resize": resize, "defer_normalize": defer_normalize}
+    train = CDTransform(train=train_aug, **common, **kw)
+    after = partial(dense_after_transfer, normalize=train.normalize, keys=("image1", "image2")) \
+        if defer_normalize else None
+    return {"train": train, "eval": CDTransform(train=False, **common), "after_transfer": after}

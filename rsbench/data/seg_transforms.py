@@ -21,11 +21,17 @@ Train (image and mask always transformed together, one ``albumentations.Compose`
 6. Pad to the crop size at the bottom/right: image 0, mask 255. mmseg pads in its data
    preprocessor after normalisation, so the padded pixels are 0 in normalised space, as here.
 
+By default (``defer_normalize``) steps 5 and the image's zeros of 6 run after the transfer, on the
+batch's device (the factory's ``after_transfer``, applied by the datamodule's
+``on_after_batch_transfer``, where mmseg's data preprocessor runs them): 8-bit images and the
+masks leave the workers as uint8 (a quarter and an eighth of the bytes), the same values bit for bit.
+
 Eval: normalisation only, at native resolution (the task's sliding-window inference does the
 rest); the mask (if any) is left as it is.
 
 Samples come in as ``{"image": (C, H, W) uint8, "mask": (H, W) long}`` and leave as float32
-``(C, H, W)`` images and long masks (255 = ignore).
+``(C, H, W)`` images and long masks (255 = ignore); deferred, as uint8 images and masks until
+``after_transfer``.
 
 Randomness: :func:`rsbench.data.augment.call_generators` (one draw from torch's generator per
 call seeds the generators that every op of the call draws from in turn).
@@ -35,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 import albumentations as A
@@ -44,11 +51,14 @@ import torch
 
 from rsbench.constants import IGNORE_INDEX
 from rsbench.data.augment import (
+    UNPADDED_KEY,
     Normalize,
     PhotoMetric,
     apply_photometric,
     call_generators,
     cat_max_ratio_crop_box,
+    dense_after_transfer,
+    dense_mask_tensor,
     is_8bit_rgb,
     pad_to,
     rescale_size,
@@ -137,10 +147,15 @@ class PhotoMetricDistortion(A.ImageOnlyTransform):
 
 
 class SegTransform:
-    """An albumentations pipeline, then normalisation and padding, on a sample dict of tensors."""
+    """An albumentations pipeline, then normalisation and padding, on a sample dict of tensors.
 
-    def __init__(self, pipeline: A.Compose | None, normalize: Normalize, pad: int | None = None) -> None:
+    ``defer_normalize``: an 8-bit image leaves as (C, H, W) uint8 (padded with 0, its size before padding
+    in ``UNPADDED_KEY``) and the mask as uint8, for :func:`~rsbench.data.augment.dense_after_transfer`."""
+
+    def __init__(self, pipeline: A.Compose | None, normalize: Normalize, pad: int | None = None,
+                 defer_normalize: bool = False) -> None:
         self.pipeline, self.normalize, self.pad = pipeline, normalize, pad
+        self.defer = bool(defer_normalize)
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         data: dict[str, Any] = {"image": to_hwc(sample["image"])}
@@ -151,13 +166,15 @@ class SegTransform:
         if self.pipeline is not None:
             self.pipeline.set_random_state(*call_generators())
             data = self.pipeline(**data)
-        image, mask = self.normalize(data["image"]), data.get("mask")
-        if self.pad:
-            image, mask = pad_to(image, mask, self.pad)
+        image, mask = self.normalize(data["image"], defer=self.defer), data.get("mask")
         sample = dict(sample)
+        if self.pad:
+            if not image.is_floating_point():
+                sample[UNPADDED_KEY] = torch.tensor(image.shape[1:])
+            image, mask = pad_to(image, mask, self.pad)
         sample["image"] = image
         if mask is not None:
-            sample["mask"] = torch.from_numpy(np.ascontiguousarray(mask)).long()
+            sample["mask"] = dense_mask_tensor(mask, self.defer)
         return sample
 
 
@@ -166,11 +183,15 @@ def build_seg_transforms(*, img_size: int, mean: Sequence[float] | None = None, 
                          scale: int | Sequence[int] | None = None, ratio_range: Sequence[float] = (0.5, 2.0),
                          cat_max_ratio: float = 0.75, flip_prob: float = 0.5,
                          photometric: bool | Mapping[str, Any] = True, train_aug: bool = True,
-                         **_: Any) -> dict[str, Callable]:
-    """``{"train": fn, "eval": fn}`` for the datamodule; ``crop_size`` and ``scale`` default to ``img_size``.
+                         defer_normalize: bool = True, **_: Any) -> dict[str, Callable]:
+    """``{"train": fn, "eval": fn, "after_transfer": fn | None}`` for the datamodule; ``crop_size`` and
+    ``scale`` default to ``img_size``.
 
     ``photometric``: true (mmseg's parameters), false, or the parameters of
     :class:`~rsbench.data.augment.PhotoMetric`; 8-bit RGB only (skipped otherwise).
+    ``defer_normalize`` (the default): uint8 images and masks leave the workers, normalised, padded
+    and cast on the batch's device by ``after_transfer`` (mmseg's ``SegDataPreProcessor`` normalises and
+    pads there too), with the same values bit for bit; images of other dtypes are normalised in the worker.
     """
     crop = int(crop_size or img_size)
     normalize = Normalize(mean, std, scale_to_unit, in_chans)
@@ -182,5 +203,6 @@ def build_seg_transforms(*, img_size: int, mean: Sequence[float] | None = None, 
         distortion = PhotoMetric.from_spec(photometric)
         if distortion is not None and is_8bit_rgb(in_chans, scale_to_unit):
             ops.append(PhotoMetricDistortion(**asdict(distortion)))
-    return {"train": SegTransform(A.Compose(ops) if ops else None, normalize, pad=crop),
-            "eval": SegTransform(None, normalize)}
+    after = partial(dense_after_transfer, normalize=normalize, keys=("image",)) if defer_normalize else None
+    return {"train": SegTransform(A.Compose(ops) if ops else None, normalize, pad=crop, defer_normalize=defer_normalize),
+            "eval": SegTransform(None, normalize, defer_normalize=defer_normalize), "after_transfer": after}
