@@ -49,7 +49,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -140,14 +140,15 @@ def import_target(path: str) -> Any:
     return getattr(importlib.import_module(mod), attr)
 
 
-def build_datamodule(name: str, root: Path, workers: int, cache: Path):
+def build_datamodule(name: str, root: Path, workers: int, cache: Path, overrides: Sequence[str] = ()):
     """The datamodule as the app builds it (app._run: compose → instantiate → prepare_data + check), with a
-    stand-in trainer so ``train_dataloader()`` gives the app's train loader (resumable sampler, task collate)."""
+    stand-in trainer so ``train_dataloader()`` gives the app's train loader (resumable sampler, task collate).
+    ``overrides``: more of the app's overrides (``--set``)."""
     from rsbench.app import _instantiate
 
     c = compose([f"dataset={name}", f"dataset.root={root}", f"data.num_workers={workers}",
                  f"paths.cache_dir={cache}", "data.full_check_max_samples=0", "backbone=resnet18", "logger=none",
-                 *EXTRA_OVERRIDES.get(name, [])])
+                 *EXTRA_OVERRIDES.get(name, []), *overrides])
     dm = _instantiate(c.datamodule)
     dm.prepare_data()
     dm.check()
@@ -273,8 +274,12 @@ MIN_EPOCH_BATCHES = 16
 
 
 def bench_dataset(name: str, root: Path, workers: int, cache: Path, repeats: int, min_time: float,
-                  sizes: str) -> Row:
-    dm, c = build_datamodule(name, root, workers, cache)
+                  sizes: str, overrides: Sequence[str] = ()) -> Row:
+    from rsbench.data.datamodule import init_worker
+
+    dm, c = build_datamodule(name, root, workers, cache, overrides)
+    if dm.opencv_threads is not None:  # the in-process timings (a, b, d) run as one of the loader's workers does
+        init_worker(0, opencv_threads=dm.opencv_threads)
     raw = dm.datasets["train"].base  # the training view without the transform
     groups = file_groups(raw)
     plain = PlainFiles(groups)
@@ -603,6 +608,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-time", type=float, default=None, help="seconds per timing (default 0.8; --quick 0.3)")
     p.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "rsbench-bench-data",
                    help="where the sample data is written (kept and reused)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="an override of the app's config for the loader part (repeatable), e.g. "
+                        "data.opencv_threads=null")
     p.add_argument("--no-lightning", action="store_true", help="skip the framework-overhead part")
     p.add_argument("--model", default="resnet18", help="backbone of the overhead part")
     p.add_argument("--img-size", type=int, default=32)
@@ -641,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             root = write_data(name, args.data, kw)
             row = bench_dataset(name, root, args.workers, tmp / "cache", args.repeats, args.min_time,
-                                describe_sizes(name, kw))
+                                describe_sizes(name, kw), args.overrides)
             rows.append(row)
             print(f"{name:9s} a {fmt(row.a):>15s}  b {fmt(row.b):>15s}  a_w {fmt(row.aw):>15s}  c {fmt(row.c):>15s}  d {fmt(row.d):>15s}  "
                   f"c/a_w {statistics.median(row.c) / statistics.median(row.aw):.2f}  ({time.perf_counter() - t:.0f} s)",

@@ -520,3 +520,29 @@ def test_datamodule_normalises_by_train_band_stats_over_scale_to_unit(samples, t
     assert np.allclose(dm.std, pixels.std(1) / 10000.0, rtol=1e-9)
     x = dm.datasets["test"][0]["image"]  # eval: centre crop of the resized image, then (x/1e4 - mean)/std
     assert x.shape == (13, 32, 32) and abs(float(x.mean())) < 3
+
+
+class _OpenCVThreads(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        import cv2
+
+        return cv2.getNumThreads()
+
+
+@pytest.mark.parametrize("setting", [0, None])
+def test_loader_workers_run_opencv_as_mmengine_sets_it(setting):
+    """MMEngine's ``opencv_num_threads=0`` in every DataLoader worker (``data.opencv_threads``; null leaves
+    OpenCV's default)."""
+    import cv2
+    from torch.utils.data import DataLoader
+
+    from rsbench.data.datamodule import RSDataModule
+
+    dm = RSDataModule(dataset="loveda", root="/nonexistent", splits={"train": "train"}, batch_size=1,
+                      opencv_threads=setting)
+    got = [int(v) for v in DataLoader(_OpenCVThreads(), batch_size=None, num_workers=2,
+                                      worker_init_fn=dm._worker_init())]
+    assert got == ([1, 1] if setting == 0 else [cv2.getNumThreads()] * 2)  # 0: sequential, reported as 1

@@ -12,6 +12,7 @@ so :meth:`RSDataModule.check` is what the run calls before any model is built.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -51,13 +52,25 @@ class Transformed(Dataset):
         return self.transform(s) if self.transform is not None else s
 
 
+def init_worker(_worker_id: int, *, opencv_threads: int = 0) -> None:
+    """A DataLoader worker's setup: OpenCV's own thread pool set to ``opencv_threads`` (0: none, each call
+    on the worker's thread), as MMEngine sets it for the official code's workers (``env_cfg.mp_cfg``,
+    ``opencv_num_threads=0``). The workers already take the cores; a pool of OpenCV threads in each of them
+    oversubscribes them (torch's own threads are set to 1 in workers by the DataLoader). Results do not
+    depend on it (OpenCV's parallel loops split rows)."""
+    import cv2
+
+    cv2.setNumThreads(int(opencv_threads))
+
+
 class RSDataModule(L.LightningDataModule):
     """Datasets of ``splits`` (stage → the dataset's split name) with the task's transforms.
 
     ``transforms`` is a factory ``f(mean=, std=, img_size=, in_chans=, scale_to_unit=, **kw)``
     returning ``{"train": callable, "eval": callable}`` (the task config's ``transforms`` node), optionally
     with ``"after_transfer"``: what :meth:`on_after_batch_transfer` applies to each batch on its device
-    (detection: the normalisation of uint8 images);
+    (the normalisation of uint8 images, and for segmentation and change detection the padding's zeros and
+    the masks' cast); ``opencv_threads``: OpenCV's thread pool in each worker (:func:`init_worker`);
     ``sample=True`` writes rsbench's generated copy of the dataset to ``root`` in
     :meth:`prepare_data` (the demo and the tests).
     """
@@ -87,6 +100,7 @@ class RSDataModule(L.LightningDataModule):
         label_fraction: float = 1.0,
         fraction_seed: int = 0,
         subset_dir: str | Path | None = None,
+        opencv_threads: int | None = 0,
     ) -> None:
         super().__init__()
         self.dataset, self.root = dataset, Path(root)
@@ -110,6 +124,7 @@ class RSDataModule(L.LightningDataModule):
         if not 0.0 < self.label_fraction <= 1.0:
             raise ConfigError(f"data.label_fraction must be in (0, 1], got {label_fraction!r}")
         self.subset_dir = Path(subset_dir) if subset_dir else None
+        self.opencv_threads = None if opencv_threads is None else int(opencv_threads)
         #: the label-fraction subset training reads (None: the whole train split); the run records it
         self.train_subset: dict[str, Any] | None = None
         self._train_loader: Any = None  # the ResumableLoader of this fit, and a position to resume it at
@@ -247,7 +262,8 @@ class RSDataModule(L.LightningDataModule):
         t0 = time.perf_counter()
         try:
             if self.num_workers > 0 and len(ds) > 1:
-                for _ in DataLoader(ds, batch_size=16, num_workers=min(self.num_workers, len(ds)), collate_fn=_discard):
+                for _ in DataLoader(ds, batch_size=16, num_workers=min(self.num_workers, len(ds)), collate_fn=_discard,
+                                    worker_init_fn=self._worker_init()):
                     pass
             else:
                 for i in range(len(ds)):
@@ -324,6 +340,9 @@ class RSDataModule(L.LightningDataModule):
         module = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
         return getattr(module, "collate_fn", None)
 
+    def _worker_init(self) -> Callable[[int], None] | None:
+        return None if self.opencv_threads is None else partial(init_worker, opencv_threads=self.opencv_threads)
+
     def _loader(self, stage: str, *, train: bool) -> DataLoader:
         if stage not in self.datasets:
             raise ConfigError(f"dataset {self.dataset!r} has no split configured for {stage!r} "
@@ -346,7 +365,8 @@ class RSDataModule(L.LightningDataModule):
         iteration_based = getattr(self.trainer, "max_epochs", None) == -1
         drop_last = train and iteration_based and len(ds) > bs
         common = dict(num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
-                      persistent_workers=self.num_workers > 0, collate_fn=self._collate())
+                      persistent_workers=self.num_workers > 0, collate_fn=self._collate(),
+                      worker_init_fn=self._worker_init())
         if train and world == 1 and self.trainer is not None and not self._distributed():
             # the same shuffled batches as shuffle=True, with a state Lightning checkpoints, so a step checkpoint
             # resumes mid-epoch at the next batch (rsbench/data/resumable.py)
