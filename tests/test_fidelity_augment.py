@@ -546,3 +546,12 @@ def test_loader_workers_run_opencv_as_mmengine_sets_it(setting):
     got = [int(v) for v in DataLoader(_OpenCVThreads(), batch_size=None, num_workers=2,
                                       worker_init_fn=dm._worker_init())]
     assert got == ([1, 1] if setting == 0 else [cv2.getNumThreads()] * 2)  # 0: sequential, reported as 1
+
+
+def test_an_unknown_sharing_strategy_is_named_before_any_loader_starts():
+    from rsbench.data.datamodule import RSDataModule
+    from rsbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="data.sharing_strategy must be one of .*'file_system'.*got 'shm'"):
+        RSDataModule(dataset="loveda", root="/nonexistent", splits={"train": "train"}, batch_size=1,
+                     sharing_strategy="shm")

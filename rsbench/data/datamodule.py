@@ -101,6 +101,7 @@ class RSDataModule(L.LightningDataModule):
         fraction_seed: int = 0,
         subset_dir: str | Path | None = None,
         opencv_threads: int | None = 0,
+        sharing_strategy: str | None = None,
     ) -> None:
         super().__init__()
         self.dataset, self.root = dataset, Path(root)
@@ -125,6 +126,11 @@ class RSDataModule(L.LightningDataModule):
             raise ConfigError(f"data.label_fraction must be in (0, 1], got {label_fraction!r}")
         self.subset_dir = Path(subset_dir) if subset_dir else None
         self.opencv_threads = None if opencv_threads is None else int(opencv_threads)
+        strategies = torch.multiprocessing.get_all_sharing_strategies()
+        if sharing_strategy is not None and sharing_strategy not in strategies:
+            raise ConfigError(f"data.sharing_strategy must be one of {sorted(strategies)} or null, "
+                              f"got {sharing_strategy!r}")
+        self.sharing_strategy = sharing_strategy
         #: the label-fraction subset training reads (None: the whole train split); the run records it
         self.train_subset: dict[str, Any] | None = None
         self._train_loader: Any = None  # the ResumableLoader of this fit, and a position to resume it at
@@ -341,6 +347,8 @@ class RSDataModule(L.LightningDataModule):
         return getattr(module, "collate_fn", None)
 
     def _worker_init(self) -> Callable[[int], None] | None:
+        if self.num_workers > 0 and self.sharing_strategy is not None:  # before the workers start: they inherit it
+            torch.multiprocessing.set_sharing_strategy(self.sharing_strategy)
         return None if self.opencv_threads is None else partial(init_worker, opencv_threads=self.opencv_threads)
 
     def _loader(self, stage: str, *, train: bool) -> DataLoader:
