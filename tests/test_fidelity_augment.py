@@ -543,9 +543,29 @@ def test_loader_workers_run_opencv_as_mmengine_sets_it(setting):
 
     dm = RSDataModule(dataset="loveda", root="/nonexistent", splits={"train": "train"}, batch_size=1,
                       opencv_threads=setting)
-    got = [int(v) for v in DataLoader(_OpenCVThreads(), batch_size=None, num_workers=2,
-                                      worker_init_fn=dm._worker_init())]
-    assert got == ([1, 1] if setting == 0 else [cv2.getNumThreads()] * 2)  # 0: sequential, reported as 1
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(3)  # a pool the workers inherit, whatever this machine's core count
+    try:
+        got = [int(v) for v in DataLoader(_OpenCVThreads(), batch_size=None, num_workers=2,
+                                          worker_init_fn=dm._worker_init())]
+    finally:
+        cv2.setNumThreads(before)
+    assert got == ([1, 1] if setting == 0 else [3, 3])  # 0: sequential, which OpenCV reports as 1
+
+
+def test_the_sharing_strategy_is_set_when_the_loaders_are_built():
+    from rsbench.data.datamodule import RSDataModule
+
+    before = torch.multiprocessing.get_sharing_strategy()
+    other = next(s for s in torch.multiprocessing.get_all_sharing_strategies() if s != before)
+    try:
+        for workers, expected in ((0, before), (2, other)):
+            dm = RSDataModule(dataset="loveda", root="/nonexistent", splits={"train": "train"}, batch_size=1,
+                              num_workers=workers, sharing_strategy=other)
+            dm._worker_init()
+            assert torch.multiprocessing.get_sharing_strategy() == expected
+    finally:
+        torch.multiprocessing.set_sharing_strategy(before)
 
 
 def test_an_unknown_sharing_strategy_is_named_before_any_loader_starts():

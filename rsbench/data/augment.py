@@ -121,18 +121,22 @@ class Normalize:
         scale, mean, std = (v.view(c, 1, 1) for v in consts)
         return out.div_(scale).sub_(mean).div_(std)
 
-    def after_transfer(self, batch: Any) -> Any:
-        """``on_after_batch_transfer`` of a batch whose ``image`` is a tensor or a list of them: the images
-        not yet normalised (not floating point) get :meth:`on_tensor`."""
-        if not isinstance(batch, dict) or "image" not in batch:
+    def after_transfer(self, batch: Any, keys: Sequence[str] = ("image",)) -> Any:
+        """``on_after_batch_transfer`` of a batch whose images (each of ``keys``: a tensor or a list of them)
+        may be deferred: those not yet normalised (not floating point) get :meth:`on_tensor`."""
+        if not isinstance(batch, dict):
             return batch
-        images = batch["image"]
 
         def norm(im: torch.Tensor) -> torch.Tensor:
             return im if im.is_floating_point() else self.on_tensor(im)
 
         batch = dict(batch)
-        batch["image"] = [norm(im) for im in images] if isinstance(images, (list, tuple)) else norm(images)
+        for key in keys:
+            images = batch.get(key)
+            if isinstance(images, (list, tuple)):
+                batch[key] = [norm(im) for im in images]
+            elif isinstance(images, torch.Tensor):
+                batch[key] = norm(images)
         return batch
 
 
@@ -184,24 +188,21 @@ def dense_mask_tensor(mask: np.ndarray, defer: bool) -> torch.Tensor:
 
 def dense_after_transfer(batch: Any, *, normalize: Normalize, keys: Sequence[str]) -> Any:
     """``on_after_batch_transfer`` of segmentation / change-detection batches whose images left the worker
-    as uint8: each image of ``keys`` normalised (:meth:`Normalize.on_tensor`), the pixels
-    :func:`pad_to` added set to 0 (the worker pads after normalising, as mmseg does: the same values bit
-    for bit), the uint8 mask cast to long. Float images (normalised in the worker) are left alone."""
+    as uint8: :meth:`Normalize.after_transfer` on each image of ``keys``, then the pixels :func:`pad_to`
+    added set to 0 (the worker pads after normalising, as mmseg does: the same values bit for bit) and
+    the uint8 mask cast to long. Float images (normalised in the worker) are left alone."""
     if not isinstance(batch, dict):
         return batch
     batch = dict(batch)
     unpadded = batch.pop(UNPADDED_KEY, None)
-    for key in keys:
-        x = batch.get(key)
-        if not isinstance(x, torch.Tensor) or x.is_floating_point():
-            continue
-        x = normalize.on_tensor(x)
-        if unpadded is not None and x.ndim == 4:
-            h, w = x.shape[-2:]
-            rows = torch.arange(h, device=x.device)[None] < unpadded[:, :1].to(x.device)  # (B, H)
-            cols = torch.arange(w, device=x.device)[None] < unpadded[:, 1:].to(x.device)  # (B, W)
-            x.masked_fill_(~(rows[:, None, :, None] & cols[:, None, None, :]), 0.0)
-        batch[key] = x
+    deferred = [k for k in keys if isinstance(batch.get(k), torch.Tensor) and not batch[k].is_floating_point()]
+    batch = normalize.after_transfer(batch, deferred)
+    for key in deferred if unpadded is not None else ():
+        x = batch[key]  # (B, C, H, W), a new tensor
+        h, w = x.shape[-2:]
+        rows = torch.arange(h, device=x.device)[None] < unpadded[:, :1].to(x.device)  # (B, H)
+        cols = torch.arange(w, device=x.device)[None] < unpadded[:, 1:].to(x.device)  # (B, W)
+        x.masked_fill_(~(rows[:, None, :, None] & cols[:, None, None, :]), 0.0)
     mask = batch.get("mask")
     if isinstance(mask, torch.Tensor) and mask.dtype == torch.uint8:
         batch["mask"] = mask.long()

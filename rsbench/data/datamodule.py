@@ -71,6 +71,8 @@ class RSDataModule(L.LightningDataModule):
     with ``"after_transfer"``: what :meth:`on_after_batch_transfer` applies to each batch on its device
     (the normalisation of uint8 images, and for segmentation and change detection the padding's zeros and
     the masks' cast); ``opencv_threads``: OpenCV's thread pool in each worker (:func:`init_worker`);
+    ``sharing_strategy``: how workers hand tensors over (``torch.multiprocessing``; None: torch's default,
+    ``file_system`` where the default runs out of file descriptors);
     ``sample=True`` writes rsbench's generated copy of the dataset to ``root`` in
     :meth:`prepare_data` (the demo and the tests).
     """
@@ -347,7 +349,9 @@ class RSDataModule(L.LightningDataModule):
         return getattr(module, "collate_fn", None)
 
     def _worker_init(self) -> Callable[[int], None] | None:
-        if self.num_workers > 0 and self.sharing_strategy is not None:  # before the workers start: they inherit it
+        """The loaders' ``worker_init_fn``. Also sets this process's ``sharing_strategy`` when one is
+        configured: it is process-wide, and the workers started after it inherit it."""
+        if self.num_workers > 0 and self.sharing_strategy is not None:
             torch.multiprocessing.set_sharing_strategy(self.sharing_strategy)
         return None if self.opencv_threads is None else partial(init_worker, opencv_threads=self.opencv_threads)
 
