@@ -71,6 +71,10 @@ def read_image(path: str | Path, *, bands: int | None = 3, strict: bool = True) 
     """
     path = Path(path)
     with _reading(path, "image"), Image.open(path) as im:
+        if im.format == "JPEG" and im.mode == "RGB" and bands in (3, None):
+            arr = _decode_rgb_jpeg(path, (im.height, im.width))
+            if arr is not None:
+                return arr
         im.load()
         got = image_bands(im.mode)
         if bands is not None and got != bands and (strict or bands != 3):
@@ -79,6 +83,28 @@ def read_image(path: str | Path, *, bands: int | None = 3, strict: bool = True) 
             im = im.convert("RGB")
         arr = np.asarray(im)
     return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def _decode_rgb_jpeg(path: Path, hw: tuple[int, int]) -> np.ndarray | None:
+    """OpenCV's decode of an RGB JPEG, or None where PIL is to decide.
+
+    mmcv's reader (``cv2.imdecode``), what the official pipelines decode with, ~25 % faster than PIL's
+    on an 800² JPEG (both are libjpeg-turbo with its default integer IDCT and fancy upsampling: the
+    same pixels, tested against PIL on every chroma subsampling, progressive and restart-marker files).
+    EXIF orientation is ignored, as PIL and the header checks ignore it. A file that does not end
+    with the JPEG end-of-image marker (truncated: OpenCV 4 fills the rest with grey and only warns)
+    or that OpenCV cannot decode goes back to PIL, which reads it or raises the error naming it.
+    """
+    import cv2
+
+    data = np.fromfile(path, dtype=np.uint8)
+    if data.size < 4 or data[-2] != 0xFF or data[-1] != 0xD9:
+        return None
+    rgb = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.11; before, BGR converted here
+    arr = cv2.imdecode(data, (cv2.IMREAD_COLOR if rgb is None else rgb) | cv2.IMREAD_IGNORE_ORIENTATION)
+    if arr is None or arr.shape != (*hw, 3):
+        return None
+    return arr if rgb is not None else cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -155,16 +181,25 @@ def _cv_ok(arr: np.ndarray, channels: int) -> bool:
     return arr.ndim == 3 and arr.dtype in CV_DTYPES and 1 < channels <= _CV_MAX_CHANNELS and arr.size > 0
 
 
-def hwc_to_chw(arr: np.ndarray) -> np.ndarray:
-    """A new C-contiguous (C, H, W) copy of an (H, W, C) array (any strides, read-only memmaps too).
+def hwc_to_chw(arr: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """A C-contiguous (C, H, W) copy of an (H, W, C) array (any strides, read-only memmaps too), written
+    into ``out`` (a C-contiguous (C, H, W) array of its dtype, e.g. a shared-memory tensor's) when given.
 
-    The same values as ``np.array(arr.transpose(2, 0, 1), order="C")``; OpenCV's ``split`` instead of
-    numpy's strided copy where it applies (about 4x faster on 800² RGB)."""
-    if _cv_ok(arr, arr.shape[2]) and arr.strides[2] == arr.itemsize and arr.strides[1] == arr.shape[2] * arr.itemsize:
+    The same values as ``np.array(arr.transpose(2, 0, 1), order="C")``; OpenCV's ``split`` straight into
+    the planes instead of numpy's strided copy where it applies (about 4x faster on 800² RGB)."""
+    c, h, w = arr.shape[2], arr.shape[0], arr.shape[1]
+    if out is None:
+        out = np.empty((c, h, w), arr.dtype)
+    elif out.shape != (c, h, w) or out.dtype != arr.dtype or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous {(c, h, w)} {arr.dtype} array, got {out.shape} {out.dtype}")
+    if _cv_ok(arr, c) and arr.strides[2] == arr.itemsize and arr.strides[1] == c * arr.itemsize:
         import cv2
 
-        return np.stack(cv2.split(arr))
-    return np.array(arr.transpose(2, 0, 1), copy=True, order="C")
+        planes = cv2.split(arr, list(out))
+        if all(np.shares_memory(p, o) for p, o in zip(planes, out)):
+            return out
+    np.copyto(out, arr.transpose(2, 0, 1))
+    return out
 
 
 def chw_to_hwc(arr: np.ndarray) -> np.ndarray:
