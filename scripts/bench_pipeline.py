@@ -240,16 +240,45 @@ def rate_in_process(n_items: int, get: Callable[[int], int], min_time: float, se
                 return n / (time.perf_counter() - t0)
 
 
-def rate_loader(loader: DataLoader, min_time: float, after: Callable[[Any], Any] | None = None) -> float:
-    """Samples/s of whole epochs of ``loader`` until ``min_time`` (call after a warm-up epoch); ``after``:
-    applied to every batch in this process (the datamodule's ``on_after_batch_transfer``, here on the CPU)."""
-    t0, n = time.perf_counter(), 0
+def children_cpu() -> float | None:
+    """CPU seconds (user + system) this process's live children have used: the loaders' workers (the idle
+    persistent workers of the other loader add nothing). None where /proc is not there (not Linux)."""
+    proc, me = Path("/proc"), str(os.getpid())
+    if not (proc / "self" / "stat").exists():
+        return None
+    total, tick = 0, os.sysconf("SC_CLK_TCK")
+    for d in proc.iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if fields[1] == me:
+            total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    return total / tick
+
+
+@dataclass
+class LoaderRate:
+    rate: float                    # samples/s
+    worker_ms: float | None        # CPU ms a sample in the workers (all of them)
+    main_ms: float                 # CPU ms a sample in this (the main) process
+
+
+def rate_loader(loader: DataLoader, min_time: float, after: Callable[[Any], Any] | None = None) -> LoaderRate:
+    """Samples/s of whole epochs of ``loader`` until ``min_time`` (call after a warm-up epoch), with the CPU time
+    a sample costs in its workers and in this process; ``after``: applied to every batch in this process (the
+    datamodule's ``on_after_batch_transfer``, here on the CPU)."""
+    w0, m0, t0, n = children_cpu(), time.process_time(), time.perf_counter(), 0
     while True:
         for batch in loader:
             n += _count(after(batch) if after is not None else batch)
         dt = time.perf_counter() - t0
         if dt >= min_time:
-            return n / dt
+            w1 = children_cpu()
+            worker = None if w0 is None or w1 is None else (w1 - w0) / n * 1e3
+            return LoaderRate(n / dt, worker, (time.process_time() - m0) / n * 1e3)
 
 
 def stats(xs: list[float]) -> tuple[float, float, float]:
@@ -270,6 +299,8 @@ class Row:
     c: list[float] = field(default_factory=list)    # train loader + augmentation, workers (what reaches the device)
     ch: list[float] = field(default_factory=list)   # the same + on_after_batch_transfer on the CPU (a CPU run)
     d: list[float] = field(default_factory=list)    # the train transform alone, samples in memory, 1 process
+    aw_cpu: list[float] = field(default_factory=list)  # a_w: CPU ms a sample in the workers
+    c_cpu: list[tuple[float, float]] = field(default_factory=list)  # c: CPU ms a sample (workers, main process)
     note: str = ""
 
 
@@ -308,9 +339,13 @@ def bench_dataset(name: str, root: Path, workers: int, cache: Path, repeats: int
     for _ in range(repeats):
         row.a.append(rate_in_process(len(plain), plain.__getitem__, min_time))
         row.b.append(rate_in_process(len(raw), lambda i: (raw[i], 1)[1], min_time))
-        row.aw.append(rate_loader(plain_loader, min_time))
-        row.c.append(rate_loader(loader, min_time))
-        row.ch.append(rate_loader(loader, min_time, lambda batch: dm.on_after_batch_transfer(batch, 0)))
+        plain_run, train_run = rate_loader(plain_loader, min_time), rate_loader(loader, min_time)
+        row.aw.append(plain_run.rate)
+        row.c.append(train_run.rate)
+        if plain_run.worker_ms is not None and train_run.worker_ms is not None:
+            row.aw_cpu.append(plain_run.worker_ms)
+            row.c_cpu.append((train_run.worker_ms, train_run.main_ms))
+        row.ch.append(rate_loader(loader, min_time, lambda batch: dm.on_after_batch_transfer(batch, 0)).rate)
         row.d.append(rate_in_process(len(held), lambda i: (transform(held[i]), 1)[1], min_time))
     del loader, plain_loader
     return row
@@ -494,6 +529,25 @@ def render(args, rows: list[Row], light: dict[str, Any] | None, elapsed: float, 
                          f"{ratio_c:.2f} | {verdict(ratio_c >= 0.8)} | {recipe:.2f} | {bound:.2f} | {ratio_c / bound:.2f} | "
                          f"{fmt(r.ch)} |")
         lines += [""]
+        cpu_rows = [r for r in rows if r.c_cpu]
+        if cpu_rows:
+            lines += ["Where the CPU goes (medians of the repeats; the CPU time of the workers read from /proc, so the "
+                      "other jobs on the machine do not count, but two workers on two logical CPUs slow each other): "
+                      "in one process a sample costs 1/b + 1/d where decoding costs 1/a; through the workers, what "
+                      "a_w's and c's workers spend on a sample and what c's main process spends (receiving the "
+                      "batches). Where the loaders are CPU-bound (every core busy), c/a_w ≈ a_w's worker CPU ÷ c's "
+                      "(workers + main): the loader machinery's share is c's CPU beyond 1/b + 1/d.", "",
+                      "| dataset | 1/a: decode, 1 proc (ms) | 1/b + 1/d: `__getitem__` + transform, 1 proc (ms) | "
+                      "a_w: workers' CPU (ms a sample) | c: workers' CPU (ms a sample) | c: main process CPU "
+                      "(ms a sample) | a_w CPU ÷ c CPU | c/a_w |",
+                      "|---|---|---|---|---|---|---|---|"]
+            for r in cpu_rows:
+                a, b, d = (statistics.median(x) for x in (r.a, r.b, r.d))
+                aw = statistics.median(r.aw_cpu)
+                cw, cm = (statistics.median(x) for x in zip(*r.c_cpu))
+                lines.append(f"| {r.name} | {1e3 / a:.2f} | {1e3 / b + 1e3 / d:.2f} | {aw:.2f} | {cw:.2f} | {cm:.2f} | "
+                             f"{aw / (cw + cm):.2f} | {statistics.median(r.c) / statistics.median(r.aw):.2f} |")
+            lines += [""]
     if light:
         runs = light["runs"]
         bare = runs["bare PyTorch loop"]
@@ -662,7 +716,10 @@ def main(argv: list[str] | None = None) -> int:
                                 describe_sizes(name, kw), args.overrides)
             rows.append(row)
             print(f"{name:9s} a {fmt(row.a):>15s}  b {fmt(row.b):>15s}  a_w {fmt(row.aw):>15s}  c {fmt(row.c):>15s}  d {fmt(row.d):>15s}  "
-                  f"c/a_w {statistics.median(row.c) / statistics.median(row.aw):.2f}  ({time.perf_counter() - t:.0f} s)",
+                  f"c/a_w {statistics.median(row.c) / statistics.median(row.aw):.2f}  "
+                  + (f"CPU ms/sample a_w {statistics.median(row.aw_cpu):.2f} c {statistics.median(x for x, _ in row.c_cpu):.2f}"
+                     f" + main {statistics.median(y for _, y in row.c_cpu):.2f}  " if row.c_cpu else "")
+                  + f"({time.perf_counter() - t:.0f} s)",
                   flush=True)
         light = None
         if not args.no_lightning:
