@@ -519,6 +519,7 @@ def render(args, rows: list[Row], light: dict[str, Any] | None, elapsed: float, 
                   "c: loader + aug, workers | c/a_w | target c ≥ 0.8 a_w | recipe bound | loader bound | "
                   "c/a_w ÷ loader bound | c_cpu: + normalisation on the CPU |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        cpu_lines = []
         for r in rows:
             a, b, d = (statistics.median(x) for x in (r.a, r.b, r.d))
             ratio_b = b / a
@@ -528,9 +529,13 @@ def render(args, rows: list[Row], light: dict[str, Any] | None, elapsed: float, 
                          f"{fmt(r.a)} | {fmt(r.b)} | {ratio_b:.2f} | {fmt(r.d)} | {fmt(r.aw)} | {fmt(r.c)} | "
                          f"{ratio_c:.2f} | {verdict(ratio_c >= 0.8)} | {recipe:.2f} | {bound:.2f} | {ratio_c / bound:.2f} | "
                          f"{fmt(r.ch)} |")
+            if r.c_cpu:
+                aw = statistics.median(r.aw_cpu)
+                cw, cm = (statistics.median(x) for x in zip(*r.c_cpu))
+                cpu_lines.append(f"| {r.name} | {1e3 / a:.2f} | {1e3 / b + 1e3 / d:.2f} | {aw:.2f} | {cw:.2f} | "
+                                 f"{cm:.2f} | {aw / (cw + cm):.2f} | {ratio_c:.2f} |")
         lines += [""]
-        cpu_rows = [r for r in rows if r.c_cpu]
-        if cpu_rows:
+        if cpu_lines:
             lines += ["Where the CPU goes (medians of the repeats; the CPU time of the workers read from /proc, so the "
                       "other jobs on the machine do not count, but two workers on two logical CPUs slow each other): "
                       "in one process a sample costs 1/b + 1/d where decoding costs 1/a; through the workers, what "
@@ -541,12 +546,7 @@ def render(args, rows: list[Row], light: dict[str, Any] | None, elapsed: float, 
                       "a_w: workers' CPU (ms a sample) | c: workers' CPU (ms a sample) | c: main process CPU "
                       "(ms a sample) | a_w CPU ÷ c CPU | c/a_w |",
                       "|---|---|---|---|---|---|---|---|"]
-            for r in cpu_rows:
-                a, b, d = (statistics.median(x) for x in (r.a, r.b, r.d))
-                aw = statistics.median(r.aw_cpu)
-                cw, cm = (statistics.median(x) for x in zip(*r.c_cpu))
-                lines.append(f"| {r.name} | {1e3 / a:.2f} | {1e3 / b + 1e3 / d:.2f} | {aw:.2f} | {cw:.2f} | {cm:.2f} | "
-                             f"{aw / (cw + cm):.2f} | {statistics.median(r.c) / statistics.median(r.aw):.2f} |")
+            lines += cpu_lines
             lines += [""]
     if light:
         runs = light["runs"]
