@@ -124,6 +124,42 @@ def test_curves_of_a_cli_run_follow_the_schedule(tmp_path, samples):
     assert head[0] < head[spe - 1] and list(series["val"][1]) == [0.0, 1.0]  # one validation per epoch
 
 
+def test_learning_rates_are_logged_at_every_step_lightning_writes_and_only_recorded_when_due(tmp_path):
+    import lightning as L
+    import torch
+    from lightning.pytorch.loggers import CSVLogger
+
+    from rsbench.callbacks import TrainingCurves
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, _):
+            loss = self.b(self.a(batch)).pow(2).mean()
+            self.log("probe", loss, on_step=True, on_epoch=False, batch_size=1)
+            return loss
+
+        def configure_optimizers(self):
+            opt = torch.optim.SGD([{"params": self.a.parameters(), "lr": 0.1}, {"params": self.b.parameters(), "lr": 0.3}])
+            sched = torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    curves = TrainingCurves(tmp_path / "curves.png", "OA", every_n_steps=2)  # a cadence other than the loggers'
+    trainer = L.Trainer(max_steps=7, log_every_n_steps=3, logger=CSVLogger(tmp_path, name="csv"), callbacks=[curves],
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(Tiny(), train_dataloaders=torch.utils.data.DataLoader(torch.randn(7, 2), batch_size=None))
+    df = pd.read_csv(next(tmp_path.glob("csv/*/metrics.csv")))
+    written = sorted(df[df["probe"].notna()]["step"])
+    assert written == [2, 5]
+    lr = df[df["lr/head"].notna()].set_index("step")
+    assert sorted(lr.index) == written  # every step Lightning writes, including step 2, which is not due
+    assert [lr.loc[k, "lr/head"] for k in written] == pytest.approx([0.3 * 0.5 ** k for k in written])
+    assert [lr.loc[k, "lr/backbone"] for k in written] == pytest.approx([0.1 * 0.5 ** k for k in written])
+    assert [s for s, _ in curves.record["lr_head"]] == [0, 1, 3, 5]  # the callback's own cadence
+
+
 def _wandb_records(path: Path):
     """The protobuf records of an offline wandb run's ``.wandb`` file (LevelDB log format: 32 KiB blocks of
     chunks with a 7-byte header crc32c, length, type FULL=1 / FIRST=2 / MIDDLE=3 / LAST=4; a 7-byte file header)."""
