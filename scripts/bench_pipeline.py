@@ -672,6 +672,14 @@ Why the loader target is still missed (what is left), read with the bounds in §
 - c_cpu (the normalisation in the main process on the CPU) is below c: on 2 cores the main process's torch
   threads compete with the workers. A GPU run normalises on the device.
 
+Lightning, sixth session of 2026-12-02: four runs of 7 rounds on the same training-step code measured the app's
+row at −0.5 %, +7.3 %, −2.6 % and +8.8 % (bare Lightning −0.3 %, +1.0 %, +1.2 %, −4.0 %); a probe recording the
+process's CPU time beside the wall clock found them equal (the loop never waits: the spread is the speed of the two
+shared logical CPUs, which the other jobs change). cProfile of the app's row (by hand, one run of the three loops)
+found one per-step cost of rsbench's own: `TrainingCurves` called `self.log` twice before every batch (2.6 ms a
+step of ~130 ms); it now logs at the steps Lightning writes to its loggers (`log_every_n_steps`, the test of
+Lightning's `LearningRateMonitor`), 0.3 ms a step; the other callbacks cost < 0.1 ms a step (RunStats) or run at
+epoch ends (the resume checkpoint), outside the timed steps.
 Lightning, fourth session of 2026-12-02: two runs of 3 rounds on the same code measured the app's row at −7.1 % and
 +17.8 %, so the comparison now takes 7 rounds with the loops' order rotated (no loop always first); nothing on the
 training step changed. Earlier (the host much busier than in the session of commit c64203c): the two Lightning rows
