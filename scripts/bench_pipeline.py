@@ -171,9 +171,9 @@ def decode_file(path: Path) -> np.ndarray:
         with rasterio.open(path) as src:
             return src.read()
     if suffix in (".jpg", ".jpeg"):
-        import cv2
+        from rsbench.data.io import decode_rgb_jpeg
 
-        return cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+        return decode_rgb_jpeg(path)
     from PIL import Image
 
     with Image.open(path) as im:

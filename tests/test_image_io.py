@@ -13,7 +13,7 @@ from PIL import Image
 import torch
 
 from rsbench.data.augment import Normalize
-from rsbench.data.io import _decode_rgb_jpeg, hwc_to_chw, read_image, to_chw_tensor
+from rsbench.data.io import decode_rgb_jpeg, hwc_to_chw, read_image, to_chw_tensor
 from rsbench.errors import DataError
 
 
@@ -55,7 +55,7 @@ PIL_VARIANTS["exif_rotated"] = dict(quality=85, exif=_exif_rotated())
 def test_opencv_jpeg_decode_is_pil_pixel_for_pixel(tmp_path, variant, size):
     path = tmp_path / f"{variant}.jpg"
     Image.fromarray(_scene(*size, seed=len(variant))).save(path, **PIL_VARIANTS[variant])
-    fast = _decode_rgb_jpeg(path, size)
+    fast = decode_rgb_jpeg(path, size)
     assert fast is not None, "the OpenCV path was not taken"
     np.testing.assert_array_equal(fast, _pil(path))
     np.testing.assert_array_equal(read_image(path), _pil(path))
@@ -69,7 +69,7 @@ def test_opencv_jpeg_decode_matches_pil_on_files_opencv_wrote(tmp_path, params):
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(_scene(120, 90, 3), cv2.COLOR_RGB2BGR), params)
     assert ok
     path.write_bytes(buf.tobytes())
-    fast = _decode_rgb_jpeg(path, (120, 90))
+    fast = decode_rgb_jpeg(path, (120, 90))
     assert fast is not None
     np.testing.assert_array_equal(fast, _pil(path))
 
@@ -80,7 +80,7 @@ def test_jpegs_opencv_does_not_take_are_read_by_pil(tmp_path):
     Image.fromarray(_scene(40, 30, 2)).convert("CMYK").save(cmyk, quality=90)
     Image.fromarray(_scene(40, 30, 3)).save(tail, quality=90)
     tail.write_bytes(tail.read_bytes() + b"trailing bytes after the end-of-image marker")
-    assert _decode_rgb_jpeg(tail, (40, 30)) is None
+    assert decode_rgb_jpeg(tail, (40, 30)) is None
     np.testing.assert_array_equal(read_image(tail), _pil(tail))
     np.testing.assert_array_equal(read_image(grey, strict=False), _pil(grey))
     np.testing.assert_array_equal(read_image(cmyk), _pil(cmyk))
